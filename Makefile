@@ -1,0 +1,25 @@
+# Each target sets up .venv first, so on a fresh clone `make test` or `make demo` is the only command needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test demo lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --hypothesis-profile=ci
+
+demo: $(STAMP)
+	$(BIN)/deepfill-min attention-demo --out runs/attention-demo.png
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/attention.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis .ruff_cache
