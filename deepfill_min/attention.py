@@ -4,15 +4,19 @@ The same computation as `reference.contextual_attention` (read that file for the
 for speed and memory:
 
 * **No loop over the batch.** Patches come from ``F.unfold``; scores and paste are batched matmuls,
-  $S = F_\downarrow \hat W^\top$ of shape (B, P, L) and $\mathrm{cols} = A R$ of shape (B, P, C·2r·2r); ``F.fold``
-  sums the pasted patches (the transposed convolution).
+  $S = F_\downarrow \hat W^\top$ of shape (B, P, L) and $\mathrm{cols} = A R$ of shape (B, P, C·2r·2r); four
+  slice-adds sum the pasted patches (the transposed convolution).
 * **Bounded memory.** The score tensor has $P \times L = (HW/r^2)^2$ entries per image, 1 GiB at a 256×256 feature map.
   The softmax runs over keys, so the queries can be processed in chunks exactly. The fuse (§4.5) couples a query to
   its neighbours in row-major and column-major order, wrap-around included, so each chunk first computes the raw
   scores of the neighbours it needs (its *halo*) and applies the fuse through precomputed neighbour tables.
   With autograd on, each chunk is checkpointed, so training memory is bounded the same way.
-* **Safe gradients.** $\hat w = w / \max(\lVert w\rVert, 10^{-4})$ uses ``vector_norm``, whose backward is 0 at a zero
-  patch (all-zero patches are common after ReLU); ``sqrt(sum + eps)`` would change the forward (peers.md, D3).
+* **Safe gradients.** $1/\max(\lVert w\rVert, 10^{-4})$ is computed as ``rsqrt(clamp_min(sum w², 1e-8))``: the same
+  value, and a finite gradient at an all-zero patch (common after ReLU); ``sqrt(sum + eps)`` would change the forward
+  (peers.md, D3).
+* **No subnormals.** Softmax weights below ``finfo.tiny`` are flushed to 0 (forward and backward): subnormal operands
+  slow CPU matmuls several-fold (2.8 s instead of 1.0 s at the training shape), and such weights change no output by
+  more than 1e-38.
 * **Offsets only when asked** (``return_offsets=True``): no argmax and no host sync in the training path.
 
 The extensions (`per_sample_mask`, `mask_softmax="exact"`, `paste_norm="overlap"`) and the deviations from the
@@ -85,20 +89,63 @@ def _shift_sum(s: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch
     return sum(s[:, rows[t], cols[t]] for t in range(rows.shape[0]))
 
 
-def _scores(fp: torch.Tensor, w_hat: torch.Tensor, g: Geometry, fuse_k: int, fuse: bool, p0: int, p1: int):
-    r"""Fused scores of queries [p0, p1): $S = F_\downarrow \hat W^\top$, then the two diagonal sums (§4.4-4.5)."""
+def _diagonal_sum(s: torch.Tensor, k: int) -> torch.Tensor:
+    r"""Batched ``conv2d(s, eye(k), SAME)``: $s'_{p,l} = \sum_t s_{p+t-c,\,l+t-c}$ (all queries at once)."""
+    c = (k - 1) // 2
+    out = s.clone()
+    for d in range(-c, k - c):
+        if d == 0:
+            continue
+        # out[p, l] += s[p + d, l + d] wherever both indices stay inside the matrix
+        lo, hi = max(-d, 0), max(d, 0)
+        out[:, lo : s.shape[1] - hi, lo : s.shape[2] - hi] += s[:, hi : s.shape[1] - lo, hi : s.shape[2] - lo]
+    return out
+
+
+def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geometry, fuse_k: int, fuse: bool, p0, p1):
+    r"""Fused scores of queries [p0, p1): $S = F_\downarrow W^\top / \lVert w \rVert$, then the fuse (§4.4-4.5)."""
     if not fuse:
-        return fp[:, p0:p1] @ w_hat.transpose(1, 2)
+        return (fp[:, p0:p1] @ w.transpose(1, 2)) * inv_norm
+    if (p0, p1) == (0, g.P):
+        # all queries: the fuse as the reference spells it, diagonal sums and a transpose to column-major order
+        s = _diagonal_sum((fp @ w.transpose(1, 2)) * inv_norm, fuse_k)
+        s = s.view(-1, g.fh, g.fw, g.bh, g.bw).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
+        s = _diagonal_sum(s, fuse_k)
+        return s.view(-1, g.fw, g.fh, g.bw, g.bh).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
+    # a chunk: raw scores of the halo V, then both passes through the neighbour tables (wrap-around included)
     v_sel, r1, c1, r2, c2 = _fuse_plan(g.fh, g.fw, g.bh, g.bw, fuse_k, p0, p1, fp.device)
-    s = fp[:, v_sel] @ w_hat.transpose(1, 2)
-    # horizontal (row-major) neighbours, then vertical (column-major), wrap-around included
+    s = (fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm
     return _shift_sum(_shift_sum(s, r1, c1), r2, c2)
 
 
-def _chunk(fp, w_hat, raw, mm, g: Geometry, opts: tuple, p0: int, p1: int):
-    """Attention of queries [p0, p1): masked softmax, the pasted columns and (optionally) the best key."""
-    fuse_k, fuse, scale, exact, want_best = opts
-    s = _scores(fp, w_hat, g, fuse_k, fuse, p0, p1)
+class _MaskedSoftmax(torch.autograd.Function):
+    r"""$a = \mathrm{softmax}(z) \odot m$ over the last axis, with subnormal weights flushed to zero.
+
+    Subnormal floats (below ``finfo.tiny``, about 1e-38 in float32) make CPU matmuls several times slower and are
+    below any meaningful weight, so they are set to 0 in the weights and in the gradient. The gradient with respect
+    to a masked logit is returned as 0: every caller's masked logits are constants (0 or $-\infty$).
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        a = z.softmax(-1)
+        F.threshold(a, torch.finfo(a.dtype).tiny, 0.0, inplace=True)
+        a.mul_(m)
+        ctx.save_for_backward(a)
+        return a
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (a,) = ctx.saved_tensors
+        # $\partial L / \partial z = a \odot (g - \langle a, g \rangle)$ on the valid keys
+        gz = a * (grad - (a * grad).sum(-1, keepdim=True))
+        return F.hardshrink(gz, torch.finfo(gz.dtype).tiny), None
+
+
+def _weights(fp, w, inv_norm, mm, g: Geometry, opts: tuple, p0: int, p1: int) -> torch.Tensor:
+    """Attention weights of queries [p0, p1) over all keys (§4.4-4.6), shape (B, q, L)."""
+    fuse_k, fuse, scale, exact = opts
+    s = _scores(fp, w, inv_norm, g, fuse_k, fuse, p0, p1)
     m = mm[:, None, :]
     if exact:
         # masked keys get logit -inf; a sample with no valid key gets all-zero weights (through the final ·m)
@@ -106,13 +153,82 @@ def _chunk(fp, w_hat, raw, mm, g: Geometry, opts: tuple, p0: int, p1: int):
         logits = torch.where((m > 0).any(-1, keepdim=True), logits, 0.0)
     else:
         # official: $a = \mathrm{softmax}(\lambda\, s\, m)\, m$, masked keys keep e^0 in the denominator
-        logits = scale * (s * m)
+        logits = s * (scale * m)
     low = logits.dtype in (torch.float16, torch.bfloat16)
-    a = (logits.softmax(-1, dtype=torch.float32 if low else None) * m).to(s.dtype)
-    # the weighted raw patch of every query, (B, q, L) @ (B, L, C*K*K)
-    cols = a @ raw
-    best = a.argmax(-1) if want_best else None
-    return cols, best
+    return _MaskedSoftmax.apply(logits.float() if low else logits, m.float() if low else m).to(s.dtype)
+
+
+def _chunk(fp, w, inv_norm, raw, mm, g: Geometry, opts: tuple, want_best: bool, p0: int, p1: int):
+    """Queries [p0, p1): their weighted raw patches (B, q, C*K*K) and, if wanted, their best keys."""
+    a = _weights(fp, w, inv_norm, mm, g, opts, p0, p1)
+    return a @ raw, (a.argmax(-1) if want_best else None)
+
+
+def _paste(cols: torch.Tensor, g: Geometry, rate: int) -> torch.Tensor:
+    r"""``conv2d_transpose`` of the weighted patches (§4.8): (B, P, C*2r*2r) -> (B, C, H, W), SAME crop included.
+
+    A 2r×2r patch at stride r covers 2×2 blocks of r×r pixels, so block $(I, J)$ of the canvas is the sum of the
+    quarters $(a, b) \in \{0,1\}^2$ of the patches at $(I-a, J-b)$: four slice-adds instead of ``F.fold``.
+    """
+    B = cols.shape[0]
+    q = cols.view(B, g.fh, g.fw, -1, 2, rate, 2, rate)
+    canvas = cols.new_zeros(B, g.fh + 1, g.fw + 1, q.shape[3], rate, rate)
+    for a in range(2):
+        for b in range(2):
+            canvas[:, a : a + g.fh, b : b + g.fw] += q[:, :, :, :, a, :, b, :]
+    canvas = canvas.permute(0, 3, 1, 4, 2, 5).reshape(B, -1, (g.fh + 1) * rate, (g.fw + 1) * rate)
+    return canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
+
+
+def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm):
+    """Validate the inputs and compute what every chunk shares: geometry, patches, key norms, valid keys."""
+    for name, t in (("f", f), ("b", b), ("mask", mask)):
+        if t is not None and (not isinstance(t, torch.Tensor) or not t.is_floating_point()):
+            kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a floating-point torch.Tensor, got {kind}")
+    check_shapes(tuple(f.shape), tuple(b.shape), None if mask is None else tuple(mask.shape), per_sample_mask)
+    check_options(mask_softmax, paste_norm)
+    g = attention_geometry(tuple(f.shape[2:]), tuple(b.shape[2:]), ksize, stride, rate, fuse_k, fuse)
+    # §4.2 align-corners nearest downsampling (an index gather)
+    fd = resize_nearest_ac(f, (g.fh, g.fw))
+    bd = resize_nearest_ac(b, (g.bh, g.bw))
+    # §4.3 matching filters w_l and $1 / \max(\lVert w_l\rVert, 10^{-4})$, applied to the scores' columns.
+    # $\lVert w_l \rVert^2$ is a k×k box sum of $\sum_c b↓^2$; clamping it at 1e-8 before the sqrt is the same max
+    # and keeps the gradient finite at an all-zero patch (sqrt(sum + eps) would change the forward, peers.md D3).
+    w = unfold_same(bd, ksize, stride)
+    box = torch.ones(1, 1, ksize, ksize, dtype=bd.dtype, device=bd.device)
+    sq = F.conv2d(pad_same(bd.pow(2).sum(1, keepdim=True), ksize, stride), box, stride=stride)
+    inv_norm = sq.flatten(1).clamp_min(1e-8).rsqrt().unsqueeze(1)
+    # §4.4 query patches of f↓ (the SAME conv as a matmul): (B, P, C*k*k)
+    fp = unfold_same(fd, ksize, 1)
+    # §4.6 valid keys: the window of the downsampled mask is all zero; (1 or B, L)
+    if mask is None:
+        mm = torch.ones(1, g.L, dtype=fp.dtype, device=f.device)
+    else:
+        md = resize_nearest_ac(mask, (g.bh, g.bw))
+        mm = (F.unfold(pad_same(md, ksize, stride), ksize, stride=stride).mean(1) == 0).to(fp.dtype)
+    return g, fp, w, inv_norm, mm
+
+
+def attention_weights(
+    f: torch.Tensor,
+    b: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    ksize: int = 3,
+    stride: int = 1,
+    rate: int = 2,
+    fuse_k: int = 3,
+    softmax_scale: float = 10.0,
+    fuse: bool = True,
+    *,
+    per_sample_mask: bool = False,
+    mask_softmax: str = "official",
+) -> torch.Tensor:
+    """The attention weights of every query of f↓ over every key, (B, P, L), unchunked (for inspection)."""
+    g, fp, w, inv_norm, mm = _prepare(
+        f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, "official"
+    )
+    return _weights(fp, w, inv_norm, mm, g, (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact"), 0, g.P)
 
 
 def contextual_attention(
@@ -138,54 +254,33 @@ def contextual_attention(
     Returns ``(y, offsets)`` as `reference.contextual_attention` does; `offsets` is None unless `return_offsets`.
     `chunk_size` queries are processed at a time (default: as many as fit in `memory_budget` bytes).
     """
-    for name, t in (("f", f), ("b", b), ("mask", mask)):
-        if t is not None and (not isinstance(t, torch.Tensor) or not t.is_floating_point()):
-            kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"{name} must be a floating-point torch.Tensor, got {kind}")
-    check_shapes(tuple(f.shape), tuple(b.shape), None if mask is None else tuple(mask.shape), per_sample_mask)
-    check_options(mask_softmax, paste_norm)
-    g = attention_geometry(tuple(f.shape[2:]), tuple(b.shape[2:]), ksize, stride, rate, fuse_k, fuse)
+    g, fp, w, inv_norm, mm = _prepare(
+        f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm
+    )
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    B, C = b.shape[:2]
+    B = f.shape[0]
     # §4.1 raw patches of full-resolution b, 2r×2r at stride r·s: (B, L, C*K*K)
     raw = unfold_same(b, g.K, g.S)
-    # §4.2 align-corners nearest downsampling (an index gather)
-    fd = resize_nearest_ac(f, (g.fh, g.fw))
-    bd = resize_nearest_ac(b, (g.bh, g.bw))
-    # §4.3 matching filters, $\hat w_l = w_l / \max(\lVert w_l\rVert, 10^{-4})$; norm backward is 0 at w = 0
-    w = unfold_same(bd, ksize, stride)
-    w_hat = w / torch.linalg.vector_norm(w, dim=-1, keepdim=True).clamp_min(1e-4)
-    # §4.4 query patches of f↓ (the SAME conv as a matmul): (B, P, C*k*k)
-    fp = unfold_same(fd, ksize, 1)
-    # §4.6 valid keys: the window of the downsampled mask is all zero; (1 or B, L)
-    if mask is None:
-        mm = torch.ones(1, g.L, dtype=fp.dtype, device=f.device)
-    else:
-        md = resize_nearest_ac(mask, (g.bh, g.bw))
-        mm = (F.unfold(pad_same(md, ksize, stride), ksize, stride=stride).mean(1) == 0).to(fp.dtype)
     # chunks of queries; whole rows of f↓ when several fit, so the halo stays small
     if chunk_size is None:
         per_query = _LIVE_SCORE_COPIES * B * g.L * fp.element_size()
         chunk_size = max(1, memory_budget // per_query)
         chunk_size = chunk_size if chunk_size < g.fw else chunk_size - chunk_size % g.fw
-    opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact", return_offsets)
+    opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact")
     starts = range(0, g.P, chunk_size)
     use_ckpt = torch.is_grad_enabled() and len(starts) > 1
     pieces = []
     for p0 in starts:
-        p1 = min(p0 + chunk_size, g.P)
-        args = (fp, w_hat, raw, mm, g, opts, p0, p1)
+        args = (fp, w, inv_norm, raw, mm, g, opts, return_offsets, p0, min(p0 + chunk_size, g.P))
         pieces.append(checkpoint(_chunk, *args, use_reentrant=False) if use_ckpt else _chunk(*args))
-    cols = torch.cat([c for c, _ in pieces], dim=1)
-    # §4.8 paste: fold sums the overlapping 2r×2r patches (conv2d_transpose), then crop the SAME padding
-    hp, wp = (g.fh - 1) * rate + g.K, (g.fw - 1) * rate + g.K
-    y = F.fold(cols.transpose(1, 2), (hp, wp), g.K, stride=rate)[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
+    cols = pieces[0][0] if len(pieces) == 1 else torch.cat([c for c, _ in pieces], dim=1)
+    # §4.8 paste: sum the overlapping 2r×2r patches (conv2d_transpose), crop the SAME padding, normalise
+    y = _paste(cols, g, rate)
     if paste_norm == "official":
         y = y / 4.0
     else:
-        ones = torch.ones(1, g.K * g.K, g.P, dtype=y.dtype, device=y.device)
-        y = y / F.fold(ones, (hp, wp), g.K, stride=rate)[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
+        y = y / _paste(cols.new_ones(1, g.P, g.K * g.K), g, rate)
     offsets = None
     if return_offsets:
         # §4.7 best key (row, col) minus the query's own position, on the grid of f↓

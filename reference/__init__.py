@@ -1,7 +1,14 @@
 """NumPy/CuPy reference of DeepFill v1's contextual attention: the correctness oracle of `deepfill_min`."""
 
 from .backend import get_array_module, gpu_available, to_numpy
-from .contextual_attention import contextual_attention, diagonal_sum, fuse_scores, masked_softmax, paste
+from .contextual_attention import (
+    attention_weights,
+    contextual_attention,
+    diagonal_sum,
+    fuse_scores,
+    masked_softmax,
+    paste,
+)
 from .flow import flow_to_image, make_color_wheel
 from .geometry import Geometry, attention_geometry
 from .tf_ops import extract_patches, nearest_ac_indices, resize_nearest_ac, same_padding
@@ -9,6 +16,7 @@ from .tf_ops import extract_patches, nearest_ac_indices, resize_nearest_ac, same
 __all__ = [
     "Geometry",
     "attention_geometry",
+    "attention_weights",
     "contextual_attention",
     "diagonal_sum",
     "extract_patches",

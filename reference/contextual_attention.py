@@ -107,6 +107,54 @@ def valid_keys(mask, g: Geometry, ksize: int, stride: int):
     return (m.mean(axis=-1) == 0).astype(mask.dtype)
 
 
+def _check(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm) -> Geometry:
+    check_shapes(f.shape, b.shape, None if mask is None else mask.shape, per_sample_mask)
+    check_options(mask_softmax, paste_norm)
+    for name, arr in (("f", f), ("b", b), ("mask", mask)):
+        if arr is not None and arr.dtype.kind != "f":
+            raise ValueError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
+    return attention_geometry(f.shape[2:], b.shape[2:], ksize, stride, rate, fuse_k, fuse)
+
+
+def attention_weights(
+    f,
+    b,
+    mask=None,
+    ksize: int = 3,
+    stride: int = 1,
+    rate: int = 2,
+    fuse_k: int = 3,
+    softmax_scale: float = 10.0,
+    fuse: bool = True,
+    *,
+    per_sample_mask: bool = False,
+    mask_softmax: str = "official",
+):
+    """Steps 2-6: the attention weights $a_{p,l}$ of every query p of f↓ over every key l, shape (B, P, L)."""
+    xp = get_array_module(f, b)
+    g = _check(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, "official")
+    batch = f.shape[0]
+    # §4.2 downsample both maps by the rate with align-corners nearest resize
+    fd = resize_nearest_ac(f, (g.fh, g.fw))
+    bd = resize_nearest_ac(b, (g.bh, g.bw))
+    # §4.3 matching filters w_l (ksize×ksize patches of b↓), $\hat w_l = w_l / \max(\lVert w_l \rVert, 10^{-4})$
+    w = extract_patches(bd, ksize, stride).reshape(batch, g.L, -1)
+    w_hat = w / xp.maximum(xp.sqrt((w * w).sum(axis=-1, keepdims=True)), 1e-4)
+    # §4.6 valid keys (the official code uses mask[0] for every sample)
+    mm = xp.ones((1, g.L), dtype=f.dtype) if mask is None else valid_keys(mask, g, ksize, stride)
+    weights = []
+    for n in range(batch):
+        # §4.4 scores $s_{p,l} = \langle f↓_p, \hat w_l \rangle$: ksize×ksize patches of f↓ at stride 1 (SAME conv)
+        fp = extract_patches(fd[n : n + 1], ksize, 1).reshape(g.P, -1)
+        s = fp @ w_hat[n].T
+        # §4.5 fuse
+        if fuse:
+            s = fuse_scores(s, g, fuse_k)
+        # §4.6 masked softmax over keys
+        weights.append(masked_softmax(s, mm[n if mm.shape[0] > 1 else 0], softmax_scale, mask_softmax))
+    return xp.stack(weights)
+
+
 def contextual_attention(
     f,
     b,
@@ -123,45 +171,26 @@ def contextual_attention(
     paste_norm: str = "official",
     return_offsets: bool = True,
 ):
-    """Reconstruct `f` from patches of `b` (NCHW arrays; `mask` is (1 or B, 1, H_b, W_b), 1 = hole).
+    """Reconstruct `f` (B, C, H, W) from patches of `b` (B, C, H_b, W_b); `mask` is (1 or B, 1, H_b, W_b), 1 = hole.
 
     Returns ``(y, offsets)``: `y` has f's shape and dtype; `offsets` is an int64 (B, 2, fh, fw) array holding, for
     each position of f↓, the (row, column) displacement to its best-matching key (None unless `return_offsets`).
     """
     xp = get_array_module(f, b)
-    check_shapes(f.shape, b.shape, None if mask is None else mask.shape, per_sample_mask)
-    check_options(mask_softmax, paste_norm)
-    for name, arr in (("f", f), ("b", b), ("mask", mask)):
-        if arr is not None and arr.dtype.kind != "f":
-            raise ValueError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
-    g = attention_geometry(f.shape[2:], b.shape[2:], ksize, stride, rate, fuse_k, fuse)
-    batch = f.shape[0]
+    g = _check(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm)
     # §4.1 raw patches from the full-resolution b: 2r×2r at stride r·s -> (B, L, C, K, K)
     raw = extract_patches(b, g.K, g.S)
-    # §4.2 downsample both maps by the rate with align-corners nearest resize
-    fd = resize_nearest_ac(f, (g.fh, g.fw))
-    bd = resize_nearest_ac(b, (g.bh, g.bw))
-    # §4.3 matching filters w_l (ksize×ksize patches of b↓), $\hat w_l = w_l / \max(\lVert w_l \rVert, 10^{-4})$
-    w = extract_patches(bd, ksize, stride).reshape(batch, g.L, -1)
-    w_hat = w / xp.maximum(xp.sqrt((w * w).sum(axis=-1, keepdims=True)), 1e-4)
-    # §4.6 valid keys (the official code uses mask[0] for every sample)
-    mm = xp.ones((1, g.L), dtype=f.dtype) if mask is None else valid_keys(mask, g, ksize, stride)
-    ys, offsets = [], []
-    for n in range(batch):
-        # §4.4 scores $s_{p,l} = \langle f↓_p, \hat w_l \rangle$: ksize×ksize patches of f↓ at stride 1 (SAME conv)
-        fp = extract_patches(fd[n : n + 1], ksize, 1).reshape(g.P, -1)
-        s = fp @ w_hat[n].T
-        # §4.5 fuse
-        if fuse:
-            s = fuse_scores(s, g, fuse_k)
-        # §4.6 masked softmax over keys
-        a = masked_softmax(s, mm[n if mm.shape[0] > 1 else 0], softmax_scale, mask_softmax)
+    # §4.2-4.6 attention weights, (B, P, L)
+    a = attention_weights(
+        f, b, mask, ksize, stride, rate, fuse_k, softmax_scale, fuse,
+        per_sample_mask=per_sample_mask, mask_softmax=mask_softmax,
+    )  # fmt: skip
+    offsets = None
+    if return_offsets:
         # §4.7 offsets: best key (row, col) minus the query's own (row, col)
-        if return_offsets:
-            best = a.argmax(axis=1).reshape(g.fh, g.fw)
-            grid_y, grid_x = xp.meshgrid(xp.arange(g.fh), xp.arange(g.fw), indexing="ij")
-            offsets.append(xp.stack([best // g.lw - grid_y, best % g.lw - grid_x]).astype(xp.int64))
-        # §4.8 paste the raw patches, weighted by the attention
-        ys.append(paste(a, raw[n], g, rate, paste_norm))
-    y = xp.stack(ys).astype(f.dtype)
-    return y, (xp.stack(offsets) if return_offsets else None)
+        best = a.argmax(axis=2).reshape(-1, g.fh, g.fw)
+        grid_y, grid_x = xp.meshgrid(xp.arange(g.fh), xp.arange(g.fw), indexing="ij")
+        offsets = xp.stack([best // g.lw - grid_y, best % g.lw - grid_x], axis=1).astype(xp.int64)
+    # §4.8 paste the raw patches, weighted by the attention, one sample at a time
+    y = xp.stack([paste(a[n], raw[n], g, rate, paste_norm) for n in range(f.shape[0])])
+    return y.astype(f.dtype), offsets
