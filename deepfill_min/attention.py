@@ -17,6 +17,8 @@ for speed and memory:
 * **No subnormals.** Softmax weights below ``finfo.tiny`` are flushed to 0 (forward and backward): subnormal operands
   slow CPU matmuls several-fold (2.8 s instead of 1.0 s at the training shape), and such weights change no output by
   more than 1e-38.
+* **Mixed precision.** Scores and softmax run in float32 for half-precision inputs and under autocast (λ amplifies
+  their rounding: in bf16 a weight can move by 20%); the paste matmul runs in the low precision.
 * **Offsets only when asked** (``return_offsets=True``): no argmax and no host sync in the training path.
 
 The extensions (`per_sample_mask`, `mask_softmax="exact"`, `paste_norm="overlap"`) and the deviations from the
@@ -145,6 +147,11 @@ class _MaskedSoftmax(torch.autograd.Function):
 def _weights(fp, w, inv_norm, mm, g: Geometry, opts: tuple, p0: int, p1: int) -> torch.Tensor:
     """Attention weights of queries [p0, p1) over all keys (§4.4-4.6), shape (B, q, L)."""
     fuse_k, fuse, scale, exact = opts
+    with torch.autocast(fp.device.type, enabled=False):  # λ amplifies rounding: scores stay in float32 or better
+        return _masked_weights(fp, w, inv_norm, mm, g, fuse_k, fuse, scale, exact, p0, p1)
+
+
+def _masked_weights(fp, w, inv_norm, mm, g: Geometry, fuse_k, fuse, scale, exact, p0, p1) -> torch.Tensor:
     s = _scores(fp, w, inv_norm, g, fuse_k, fuse, p0, p1)
     m = mm[:, None, :]
     if exact:
@@ -154,14 +161,14 @@ def _weights(fp, w, inv_norm, mm, g: Geometry, opts: tuple, p0: int, p1: int) ->
     else:
         # official: $a = \mathrm{softmax}(\lambda\, s\, m)\, m$, masked keys keep e^0 in the denominator
         logits = s * (scale * m)
-    low = logits.dtype in (torch.float16, torch.bfloat16)
-    return _MaskedSoftmax.apply(logits.float() if low else logits, m.float() if low else m).to(s.dtype)
+    return _MaskedSoftmax.apply(logits, m)
 
 
 def _chunk(fp, w, inv_norm, raw, mm, g: Geometry, opts: tuple, want_best: bool, p0: int, p1: int):
     """Queries [p0, p1): their weighted raw patches (B, q, C*K*K) and, if wanted, their best keys."""
     a = _weights(fp, w, inv_norm, mm, g, opts, p0, p1)
-    return a @ raw, (a.argmax(-1) if want_best else None)
+    # the paste matmul runs in the inputs' precision (or autocast's)
+    return a.to(raw.dtype) @ raw, (a.argmax(-1) if want_best else None)
 
 
 def _paste(cols: torch.Tensor, g: Geometry, rate: int) -> torch.Tensor:
@@ -189,9 +196,17 @@ def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mas
     check_shapes(tuple(f.shape), tuple(b.shape), None if mask is None else tuple(mask.shape), per_sample_mask)
     check_options(mask_softmax, paste_norm)
     g = attention_geometry(tuple(f.shape[2:]), tuple(b.shape[2:]), ksize, stride, rate, fuse_k, fuse)
-    # §4.2 align-corners nearest downsampling (an index gather)
+    with torch.autocast(f.device.type, enabled=False):
+        return (g, *_shared(f, b, mask, g, ksize, stride))
+
+
+def _shared(f, b, mask, g: Geometry, ksize: int, stride: int):
+    """Query patches, matching filters, inverse key norms and valid keys (§4.2-4.4, 4.6), outside autocast."""
+    # §4.2 align-corners nearest downsampling (an index gather); half precision is promoted for the scores
     fd = resize_nearest_ac(f, (g.fh, g.fw))
     bd = resize_nearest_ac(b, (g.bh, g.bw))
+    if fd.dtype in (torch.float16, torch.bfloat16):
+        fd, bd = fd.float(), bd.float()
     # §4.3 matching filters w_l and $1 / \max(\lVert w_l\rVert, 10^{-4})$, applied to the scores' columns.
     # $\lVert w_l \rVert^2$ is a k×k box sum of $\sum_c b↓^2$; clamping it at 1e-8 before the sqrt is the same max
     # and keeps the gradient finite at an all-zero patch (sqrt(sum + eps) would change the forward, peers.md D3).
@@ -207,7 +222,7 @@ def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mas
     else:
         md = resize_nearest_ac(mask, (g.bh, g.bw))
         mm = (F.unfold(pad_same(md, ksize, stride), ksize, stride=stride).mean(1) == 0).to(fp.dtype)
-    return g, fp, w, inv_norm, mm
+    return fp, w, inv_norm, mm
 
 
 def attention_weights(

@@ -8,6 +8,7 @@ from .contextual_attention import (
     fuse_scores,
     masked_softmax,
     paste,
+    valid_keys,
 )
 from .flow import flow_to_image, make_color_wheel
 from .geometry import Geometry, attention_geometry
@@ -31,4 +32,5 @@ __all__ = [
     "resize_nearest_ac",
     "same_padding",
     "to_numpy",
+    "valid_keys",
 ]

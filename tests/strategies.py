@@ -1,0 +1,42 @@
+"""Random contextual-attention problems for the property tests: shapes, parameters, masks and data."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+
+@st.composite
+def attention_cases(draw, max_cells: int = 6, extensions: bool = True) -> dict:
+    """A dict with f, b, mask (float64 NumPy, NCHW) and the keyword arguments of a contextual-attention call.
+
+    Sizes are multiples of the rate with odd and even cell counts; f and b may differ in size; masks may be absent,
+    shared or per sample; the data may be ReLU-sparse so that all-zero background patches occur.
+    """
+    rate = draw(st.sampled_from([1, 2, 2, 3]))
+    batch, channels = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    fuse = draw(st.booleans())
+    stride = 1 if fuse else draw(st.sampled_from([1, 1, 2]))
+    ksize = draw(st.sampled_from([1, 2, 3, 3]))
+    fuse_k = draw(st.sampled_from([1, 2, 3, 3, 3]))
+    cells = st.integers(1, max_cells)
+    hf, wf = rate * draw(cells), rate * draw(cells)
+    hb, wb = (hf, wf) if draw(st.booleans()) else (rate * draw(cells), rate * draw(cells))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    f = rng.normal(size=(batch, channels, hf, wf))
+    b = f.copy() if (hb, wb) == (hf, wf) and draw(st.booleans()) else rng.normal(size=(batch, channels, hb, wb))
+    if draw(st.booleans()):  # ReLU features: all-zero patches appear
+        f, b = np.maximum(f, 0), np.maximum(b, 0)
+    mask_kind = draw(st.sampled_from(["none", "shared", "per_sample"] if extensions else ["none", "shared"]))
+    mask = None
+    if mask_kind != "none":
+        n = 1 if mask_kind == "shared" else batch
+        mask = (rng.random((n, 1, hb, wb)) < draw(st.sampled_from([0.05, 0.2, 0.6]))).astype(np.float64)
+        b = b * (1 - mask)  # as in the model: the hole's features are unknown
+    kwargs = dict(ksize=ksize, stride=stride, rate=rate, fuse_k=fuse_k, fuse=fuse)
+    kwargs["softmax_scale"] = draw(st.sampled_from([1.0, 10.0, 10.0, 30.0]))
+    kwargs["per_sample_mask"] = mask_kind == "per_sample"
+    if extensions:
+        kwargs["mask_softmax"] = draw(st.sampled_from(["official", "exact"]))
+        kwargs["paste_norm"] = draw(st.sampled_from(["official", "overlap"]))
+    return dict(f=f, b=b, mask=mask, kwargs=kwargs)
