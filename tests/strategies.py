@@ -11,7 +11,7 @@ def attention_cases(draw, max_cells: int = 6, extensions: bool = True) -> dict:
     """A dict with f, b, mask (float64 NumPy, NCHW) and the keyword arguments of a contextual-attention call.
 
     Sizes are multiples of the rate with odd and even cell counts; f and b may differ in size; masks may be absent,
-    shared or per sample; the data may be ReLU-sparse so that all-zero background patches occur.
+    shared or per sample; the data may be ReLU-sparse (all-zero background patches) or faint (norms near 1e-4).
     """
     rate = draw(st.sampled_from([1, 2, 2, 3]))
     batch, channels = draw(st.integers(1, 3)), draw(st.integers(1, 4))
@@ -27,6 +27,8 @@ def attention_cases(draw, max_cells: int = 6, extensions: bool = True) -> dict:
     b = f.copy() if (hb, wb) == (hf, wf) and draw(st.booleans()) else rng.normal(size=(batch, channels, hb, wb))
     if draw(st.booleans()):  # ReLU features: all-zero patches appear
         f, b = np.maximum(f, 0), np.maximum(b, 0)
+    if draw(st.booleans()):  # faint background rows: patch norms near the 1e-4 clamp of §4.3
+        b[:, :, : b.shape[2] // 2] *= 1e-4
     mask_kind = draw(st.sampled_from(["none", "shared", "per_sample"] if extensions else ["none", "shared"]))
     mask = None
     if mask_kind != "none":
