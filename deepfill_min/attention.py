@@ -203,19 +203,20 @@ def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mas
 def _shared(f, b, mask, g: Geometry, ksize: int, stride: int):
     """Query patches, matching filters, inverse key norms and valid keys (§4.2-4.4, 4.6), outside autocast."""
     # §4.2 align-corners nearest downsampling (an index gather); half precision is promoted for the scores
+    # (self-attention, f is b, is the model's case: one downsampling and one unfold serve both)
     fd = resize_nearest_ac(f, (g.fh, g.fw))
-    bd = resize_nearest_ac(b, (g.bh, g.bw))
+    bd = fd if b is f else resize_nearest_ac(b, (g.bh, g.bw))
     if fd.dtype in (torch.float16, torch.bfloat16):
         fd, bd = fd.float(), bd.float()
-    # §4.3 matching filters w_l and $1 / \max(\lVert w_l\rVert, 10^{-4})$, applied to the scores' columns.
+    # §4.4 query patches of f↓ (the SAME conv as a matmul), (B, P, C*k*k), and §4.3 the matching filters w_l;
+    # $1 / \max(\lVert w_l\rVert, 10^{-4})$ is applied to the scores' columns.
     # $\lVert w_l \rVert^2$ is a k×k box sum of $\sum_c b↓^2$; clamping it at 1e-8 before the sqrt is the same max
     # and keeps the gradient finite at an all-zero patch (sqrt(sum + eps) would change the forward, peers.md D3).
-    w = unfold_same(bd, ksize, stride)
+    fp = unfold_same(fd, ksize, 1)
+    w = fp if b is f and stride == 1 else unfold_same(bd, ksize, stride)
     box = torch.ones(1, 1, ksize, ksize, dtype=bd.dtype, device=bd.device)
     sq = F.conv2d(pad_same(bd.pow(2).sum(1, keepdim=True), ksize, stride), box, stride=stride)
     inv_norm = sq.flatten(1).clamp_min(1e-8).rsqrt().unsqueeze(1)
-    # §4.4 query patches of f↓ (the SAME conv as a matmul): (B, P, C*k*k)
-    fp = unfold_same(fd, ksize, 1)
     # §4.6 valid keys: the window of the downsampled mask is all zero; (1 or B, L)
     if mask is None:
         mm = torch.ones(1, g.L, dtype=fp.dtype, device=f.device)
