@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 def attention_cases(draw, max_cells: int = 6, extensions: bool = True) -> dict:
     """A dict with f, b, mask (float64 NumPy, NCHW) and the keyword arguments of a contextual-attention call.
 
-    Sizes are multiples of the rate with odd and even cell counts; f may be b or differ from it in size; masks may be absent,
-    shared or per sample; the data may be ReLU-sparse (all-zero background patches) or faint (norms near 1e-4).
+    Sizes are multiples of the rate with odd and even cell counts; f may be b or differ from it in size; masks may be
+    absent, shared or per sample; the data may be ReLU-sparse (all-zero background patches) or faint (norms near 1e-4).
     """
     rate = draw(st.sampled_from([1, 2, 2, 3]))
     batch, channels = draw(st.integers(1, 3)), draw(st.integers(1, 4))
