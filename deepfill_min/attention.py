@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from reference.geometry import Geometry, attention_geometry, check_options, check_shapes
@@ -91,17 +92,34 @@ def _shift_sum(s: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch
     return sum(s[:, rows[t], cols[t]] for t in range(rows.shape[0]))
 
 
-def _diagonal_sum(s: torch.Tensor, k: int) -> torch.Tensor:
-    r"""Batched ``conv2d(s, eye(k), SAME)``: $s'_{p,l} = \sum_t s_{p+t-c,\,l+t-c}$ (all queries at once)."""
-    c = (k - 1) // 2
-    out = s.clone()
-    for d in range(-c, k - c):
-        if d == 0:
-            continue
-        # out[p, l] += s[p + d, l + d] wherever both indices stay inside the matrix
-        lo, hi = max(-d, 0), max(d, 0)
-        out[:, lo : s.shape[1] - hi, lo : s.shape[2] - hi] += s[:, hi : s.shape[1] - lo, hi : s.shape[2] - lo]
+def _shift_add(s: torch.Tensor, offsets: range) -> torch.Tensor:
+    """out[p, l] = Σ_d s[p + d, l + d] over the given offsets, zero outside the matrix (slice-adds, no padding)."""
+    out = s.clone() if 0 in offsets else torch.zeros_like(s)
+    n_p, n_l = s.shape[1:]
+    for d in offsets:
+        if d != 0:
+            lo, hi = max(-d, 0), max(d, 0)
+            out[:, lo : n_p - hi, lo : n_l - hi] += s[:, hi : n_p - lo, hi : n_l - lo]
     return out
+
+
+class _DiagonalSum(torch.autograd.Function):
+    r"""Batched ``conv2d(s, eye(k), SAME)``: $s'_{p,l} = \sum_t s_{p+t-c,\,l+t-c}$ (all queries at once).
+
+    Its adjoint is the same sum with the offsets negated, so the backward is three slice-adds as well (autograd's
+    own backward of the slices would zero-fill a full copy per offset).
+    """
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, k: int) -> torch.Tensor:
+        c = (k - 1) // 2
+        ctx.offsets = range(-(k - 1 - c), c + 1)
+        return _shift_add(s, range(-c, k - c))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        return _shift_add(grad, ctx.offsets), None
 
 
 def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geometry, fuse_k: int, fuse: bool, p0, p1):
@@ -110,9 +128,9 @@ def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geomet
         return (fp[:, p0:p1] @ w.transpose(1, 2)) * inv_norm
     if (p0, p1) == (0, g.P):
         # all queries: the fuse as the reference spells it, diagonal sums and a transpose to column-major order
-        s = _diagonal_sum((fp @ w.transpose(1, 2)) * inv_norm, fuse_k)
+        s = _DiagonalSum.apply((fp @ w.transpose(1, 2)) * inv_norm, fuse_k)
         s = s.view(-1, g.fh, g.fw, g.bh, g.bw).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
-        s = _diagonal_sum(s, fuse_k)
+        s = _DiagonalSum.apply(s, fuse_k)
         return s.view(-1, g.fw, g.fh, g.bw, g.bh).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
     # a chunk: raw scores of the halo V, then both passes through the neighbour tables (wrap-around included)
     v_sel, r1, c1, r2, c2 = _fuse_plan(g.fh, g.fw, g.bh, g.bw, fuse_k, p0, p1, fp.device)
@@ -171,20 +189,37 @@ def _chunk(fp, w, inv_norm, raw, mm, g: Geometry, opts: tuple, want_best: bool, 
     return a.to(raw.dtype) @ raw, (a.argmax(-1) if want_best else None)
 
 
-def _paste(cols: torch.Tensor, g: Geometry, rate: int) -> torch.Tensor:
+class _Paste(torch.autograd.Function):
     r"""``conv2d_transpose`` of the weighted patches (§4.8): (B, P, C*2r*2r) -> (B, C, H, W), SAME crop included.
 
     A 2r×2r patch at stride r covers 2×2 blocks of r×r pixels, so block $(I, J)$ of the canvas is the sum of the
-    quarters $(a, b) \in \{0,1\}^2$ of the patches at $(I-a, J-b)$: four slice-adds instead of ``F.fold``.
+    quarters $(a, b) \in \{0,1\}^2$ of the patches at $(I-a, J-b)$: four slice-adds instead of ``F.fold``. The
+    backward reads the four quarters back out of the gradient canvas.
     """
-    B = cols.shape[0]
-    q = cols.view(B, g.fh, g.fw, -1, 2, rate, 2, rate)
-    canvas = cols.new_zeros(B, g.fh + 1, g.fw + 1, q.shape[3], rate, rate)
-    for a in range(2):
-        for b in range(2):
-            canvas[:, a : a + g.fh, b : b + g.fw] += q[:, :, :, :, a, :, b, :]
-    canvas = canvas.permute(0, 3, 1, 4, 2, 5).reshape(B, -1, (g.fh + 1) * rate, (g.fw + 1) * rate)
-    return canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
+
+    @staticmethod
+    def forward(ctx, cols: torch.Tensor, g: Geometry, rate: int) -> torch.Tensor:
+        ctx.g, ctx.rate = g, rate
+        B = cols.shape[0]
+        q = cols.view(B, g.fh, g.fw, -1, 2, rate, 2, rate)
+        canvas = cols.new_zeros(B, g.fh + 1, g.fw + 1, q.shape[3], rate, rate)
+        for a in range(2):
+            for b in range(2):
+                canvas[:, a : a + g.fh, b : b + g.fw] += q[:, :, :, :, a, :, b, :]
+        canvas = canvas.permute(0, 3, 1, 4, 2, 5).reshape(B, -1, (g.fh + 1) * rate, (g.fw + 1) * rate)
+        return canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W].contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        g, r = ctx.g, ctx.rate
+        B, C = grad.shape[:2]
+        canvas = grad.new_zeros(B, C, (g.fh + 1) * r, (g.fw + 1) * r)
+        canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W] = grad
+        blocks = canvas.view(B, C, g.fh + 1, r, g.fw + 1, r).permute(0, 2, 4, 1, 3, 5)
+        # quarter (a, b) of patch (i, j) is canvas block (i + a, j + b): stack to (B, fh, fw, C, 2, r, 2, r)
+        rows = [torch.stack([blocks[:, a : a + g.fh, b : b + g.fw] for b in range(2)], dim=5) for a in range(2)]
+        return torch.stack(rows, dim=4).reshape(B, g.P, -1), None, None
 
 
 def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm):
@@ -292,11 +327,11 @@ def contextual_attention(
         pieces.append(checkpoint(_chunk, *args, use_reentrant=False) if use_ckpt else _chunk(*args))
     cols = pieces[0][0] if len(pieces) == 1 else torch.cat([c for c, _ in pieces], dim=1)
     # §4.8 paste: sum the overlapping 2r×2r patches (conv2d_transpose), crop the SAME padding, normalise
-    y = _paste(cols, g, rate)
+    y = _Paste.apply(cols, g, rate)
     if paste_norm == "official":
         y = y / 4.0
     else:
-        y = y / _paste(cols.new_ones(1, g.P, g.K * g.K), g, rate)
+        y = y / _Paste.apply(cols.new_ones(1, g.P, g.K * g.K), g, rate)
     offsets = None
     if return_offsets:
         # §4.7 best key (row, col) minus the query's own position, on the grid of f↓

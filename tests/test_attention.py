@@ -136,16 +136,17 @@ def _relu_case(seed: int, batch=2, channels=3, size=(8, 8), hole=(2, 6, 2, 6)):
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
-@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize(("fuse", "fuse_k"), [(True, 3), (True, 2), (False, 3)])
 @pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("mask_softmax", ["official", "exact"])
-def test_gradcheck_with_zero_background_patches(fuse, chunk_size, mask_softmax):
+def test_gradcheck_with_zero_background_patches(fuse, fuse_k, chunk_size, mask_softmax):
     x, mask = _relu_case(0)
     f = (x + 0.1 * torch.from_numpy(np.random.default_rng(1).normal(size=x.shape))).requires_grad_()
     b = x.clone().requires_grad_()
 
     def fn(f, b):
-        return contextual_attention(f, b, mask, fuse=fuse, chunk_size=chunk_size, mask_softmax=mask_softmax)[0]
+        kw = dict(fuse=fuse, fuse_k=fuse_k, chunk_size=chunk_size, mask_softmax=mask_softmax)
+        return contextual_attention(f, b, mask, paste_norm="overlap" if fuse_k == 2 else "official", **kw)[0]
 
     assert torch.autograd.gradcheck(fn, (f, b), eps=1e-6, atol=1e-6, rtol=1e-4)
 
