@@ -361,8 +361,9 @@ class ContextualAttention(nn.Module):
         )
         check_options(options.get("mask_softmax", "official"), options.get("paste_norm", "official"))
 
-    def forward(self, f: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None):
-        return contextual_attention(f, b, mask, **self.kwargs)
+    def forward(self, f: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None, **overrides):
+        """`overrides` replace construction keywords for this call (e.g. ``return_offsets=True``)."""
+        return contextual_attention(f, b, mask, **{**self.kwargs, **overrides})
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
