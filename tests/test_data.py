@@ -1,0 +1,74 @@
+"""Data: folders and .flist files, corrupt files, crops, colour order, the built-in images and their split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepfill_min.data import BuiltinImages, ImageFiles, list_images, procedural_image
+
+
+def _write(path, h=40, w=60, value=200):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.zeros((h, w, 3), dtype=np.uint8)
+    arr[..., 0] = value  # pure red
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_folder_is_read_recursively_and_flist_relative_to_its_folder(tmp_path):
+    _write(tmp_path / "a" / "x.png")
+    _write(tmp_path / "a" / "b" / "y.jpg")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    assert [p.name for p in list_images(tmp_path / "a")] == ["y.jpg", "x.png"]
+    flist = tmp_path / "a" / "train.flist"
+    flist.write_text("x.png\nb/y.jpg\n")
+    assert [p.name for p in list_images(flist)] == ["x.png", "y.jpg"]
+
+
+def test_empty_or_missing_sources_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="holds no images"):
+        list_images(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_images(tmp_path / "nope")
+
+
+def test_corrupt_files_are_skipped_with_a_warning_and_counted(tmp_path):
+    _write(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    ds = ImageFiles(tmp_path, image_size=(32, 32))
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        x = ds[0]  # bad.png sorts first: the next readable image comes back
+    assert x.shape == (3, 32, 32) and len(ds.skipped) == 1
+    (tmp_path / "good.png").write_bytes(b"broken too")
+    with pytest.raises(ValueError, match="none of the 2 images could be read"), pytest.warns(UserWarning):
+        ImageFiles(tmp_path, image_size=(32, 32))[0]
+
+
+def test_resize_crop_range_and_colour_order(tmp_path):
+    _write(tmp_path / "r.png", h=40, w=60, value=255)
+    rgb = ImageFiles(tmp_path, image_size=(32, 32))[0]
+    assert rgb.shape == (3, 32, 32) and torch.allclose(rgb[0], torch.ones(32, 32)) and (rgb[1:] == -1).all()
+    bgr = ImageFiles(tmp_path, image_size=(32, 32), color_order="bgr")[0]
+    assert torch.equal(bgr, rgb.flip(0))
+    crops = ImageFiles(tmp_path, image_size=(64, 64), random_crop=True)  # upscaled: short side 40 -> 64
+    a = crops.load(0, torch.Generator().manual_seed(0))
+    b = crops.load(0, torch.Generator().manual_seed(0))
+    assert a.shape == (3, 64, 64) and torch.equal(a, b)
+    with pytest.raises(ValueError, match="color_order"):
+        ImageFiles(tmp_path, color_order="hsv")
+
+
+def test_builtin_images_are_deterministic_varied_and_split():
+    train, test = BuiltinImages("train", size=32, length=20), BuiltinImages("test", size=32, length=20)
+    assert torch.equal(train[3], BuiltinImages("train", size=32)[3])
+    assert train[0].shape == (3, 32, 32) and train[0].min() >= -1 and train[0].max() <= 1
+    assert not any(torch.equal(a, b) for a in (train[i] for i in range(20)) for b in (test[j] for j in range(20)))
+    assert len({round(float(train[i].std()), 3) for i in range(10)}) > 5  # not one picture repeated
+    assert procedural_image(4, 32).shape == (32, 32, 3)  # the photo family
+    with pytest.raises(ValueError, match="multiple of 8"):
+        BuiltinImages(size=30)
+    with pytest.raises(ValueError, match="split"):
+        BuiltinImages("val")
