@@ -70,6 +70,12 @@ class Discriminator(nn.Module):
         for name, x, size in (("local_x", local_x, self.hole_size), ("global_x", global_x, self.image_size)):
             if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != size:
                 raise ValueError(f"{name} must have shape (B, 3, {size[0]}, {size[1]}), got {tuple(x.shape)}")
-        d_local = self.dout_local_fc(self.discriminator_local(local_x)).squeeze(1)
-        d_global = self.dout_global_fc(self.discriminator_global(global_x)).squeeze(1)
-        return d_local, d_global
+        return self.local_score(local_x), self.global_score(global_x)
+
+    def local_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The local critic alone on box crops, (B,)."""
+        return self.dout_local_fc(self.discriminator_local(x)).squeeze(1)
+
+    def global_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The global critic alone on whole images, (B,)."""
+        return self.dout_global_fc(self.discriminator_global(x)).squeeze(1)

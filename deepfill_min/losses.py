@@ -23,19 +23,23 @@ from __future__ import annotations
 import torch
 
 
-def l1_loss(truth_crop: torch.Tensor, x1_crop: torch.Tensor, x2_crop: torch.Tensor, discount: torch.Tensor,
+def l1_loss(truth_crop: torch.Tensor, x1_crop: torch.Tensor, x2_crop: torch.Tensor | None, discount: torch.Tensor,
             coarse_alpha: float = 1.2) -> torch.Tensor:  # fmt: skip
-    r"""Spatially discounted L1 over the box crops: $\alpha_c\,\overline{|P-x_1|SD} + \overline{|P-x_2|SD}$."""
-    return coarse_alpha * ((truth_crop - x1_crop).abs() * discount).mean() + (
-        (truth_crop - x2_crop).abs() * discount
-    ).mean()
+    r"""Spatially discounted L1 over the box crops: $\alpha_c\,\overline{|P-x_1|SD} + \overline{|P-x_2|SD}$.
+
+    `x2_crop` None leaves out the refined term (``PRETRAIN_COARSE_NETWORK``).
+    """
+    loss = coarse_alpha * ((truth_crop - x1_crop).abs() * discount).mean()
+    return loss if x2_crop is None else loss + ((truth_crop - x2_crop).abs() * discount).mean()
 
 
-def ae_loss(truth: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, mask: torch.Tensor,
+def ae_loss(truth: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor | None, mask: torch.Tensor,
             coarse_alpha: float = 1.2) -> torch.Tensor:  # fmt: skip
-    r"""L1 on the known pixels, normalised by their fraction $\overline{1-m}$."""
+    r"""L1 on the known pixels, normalised by their fraction $\overline{1-m}$ (`x2` None: coarse term only)."""
     known = 1 - mask
-    loss = coarse_alpha * ((truth - x1).abs() * known).mean() + ((truth - x2).abs() * known).mean()
+    loss = coarse_alpha * ((truth - x1).abs() * known).mean()
+    if x2 is not None:
+        loss = loss + ((truth - x2).abs() * known).mean()
     return loss / known.mean()
 
 
@@ -50,7 +54,8 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, mask: torch
 
     `critic` maps a batch to one score per sample; `mask` (1 or B, 1, h, w) selects the hole pixels.
     """
-    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
+    # drawn on the generator's device (the CPU for a CPU generator), then moved: the same numbers on any device
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real)
     interpolates = (real + alpha * (fake - real)).detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(interpolates).sum(), interpolates, create_graph=True)
     norm = torch.linalg.vector_norm(grad * mask, dim=(1, 2, 3))
