@@ -15,8 +15,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --hypothesis-profile=ci
 
+# the main job: pixel-level attention on built-in images, then a real training run (tiny preset) and its evaluation
 demo: $(STAMP)
 	$(BIN)/deepfill-min attention-demo --out runs/attention-demo.png
+	rm -rf runs/demo-tiny
+	$(BIN)/deepfill-min train --preset tiny --run-dir runs/demo-tiny
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention.py

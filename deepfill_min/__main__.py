@@ -1,0 +1,7 @@
+"""``python -m deepfill_min`` is the ``deepfill-min`` command (also what ``torchrun -m deepfill_min`` runs)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
