@@ -222,6 +222,12 @@ class _Paste(torch.autograd.Function):
         return torch.stack(rows, dim=4).reshape(B, g.P, -1), None, None
 
 
+def default_chunk_size(g: Geometry, batch: int, itemsize: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
+    """Queries per chunk so that about 8 score-sized tensors fit the budget; whole rows of f↓ when several fit."""
+    chunk = max(1, memory_budget // (_LIVE_SCORE_COPIES * batch * g.L * itemsize))
+    return chunk if chunk < g.fw else chunk - chunk % g.fw
+
+
 def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm):
     """Validate the inputs and compute what every chunk shares: geometry, patches, key norms, valid keys."""
     for name, t in (("f", f), ("b", b), ("mask", mask)):
@@ -313,11 +319,8 @@ def contextual_attention(
     B = f.shape[0]
     # §4.1 raw patches of full-resolution b, 2r×2r at stride r·s: (B, L, C*K*K)
     raw = unfold_same(b, g.K, g.S)
-    # chunks of queries; whole rows of f↓ when several fit, so the halo stays small
     if chunk_size is None:
-        per_query = _LIVE_SCORE_COPIES * B * g.L * fp.element_size()
-        chunk_size = max(1, memory_budget // per_query)
-        chunk_size = chunk_size if chunk_size < g.fw else chunk_size - chunk_size % g.fw
+        chunk_size = default_chunk_size(g, B, fp.element_size(), memory_budget)
     opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact")
     starts = range(0, g.P, chunk_size)
     use_ckpt = torch.is_grad_enabled() and len(starts) > 1

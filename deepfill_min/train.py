@@ -92,6 +92,7 @@ class Trainer:
         self.discount = spatial_discount(cfg.hole_size, cfg.spatial_discounting_gamma).to(self.device)
         self.step = 0
         self._stop = False
+        self._tb = None  # a SummaryWriter once needed, False when tensorboard is not installed
 
     # --- state ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -114,7 +115,8 @@ class Trainer:
         self.load_state_dict(load_checkpoint(self.run_dir, self.device))
         log = self.run_dir / "log.csv"
         if self.rank == 0 and log.exists():
-            rows = [r for r in csv.DictReader(log.open()) if int(r["step"]) <= self.step]
+            with log.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
             self._write_log(rows, mode="w")
 
     def save(self) -> Path | None:
@@ -211,6 +213,21 @@ class Trainer:
         return {"step": self.step, **values}
 
     # --- the loop -----------------------------------------------------------------------------------------------
+    def _tensorboard(self, rows: list[dict]) -> None:
+        """Mirror the log to TensorBoard when the ``tensorboard`` package is installed (optional)."""
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+            except ImportError:
+                self._tb = False
+                return
+            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        if self._tb:
+            for row in rows:
+                for key, value in row.items():
+                    if key != "step":
+                        self._tb.add_scalar(key, value, row["step"])
+
     def _write_log(self, rows: list[dict], mode: str = "a") -> None:
         path = self.run_dir / "log.csv"
         new = mode == "w" or not path.exists()
@@ -241,6 +258,7 @@ class Trainer:
                     bar.set_postfix(g=f"{row['g_loss']:.3f}", l1=f"{row['l1']:.3f}", d=f"{row.get('d_loss', 0):.3f}")
                     if self.rank == 0:
                         self._write_log(pending)
+                        self._tensorboard(pending)
                     pending = []
                 if on_sample is not None and self.rank == 0 and self.step % cfg.sample_every == 0:
                     on_sample(self)
