@@ -128,7 +128,7 @@ def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geomet
         return (fp[:, p0:p1] @ w.transpose(1, 2)) * inv_norm
     if (p0, p1) == (0, g.P):
         # all queries: the fuse as the reference spells it, diagonal sums and a transpose to column-major order
-        s = _DiagonalSum.apply((fp @ w.transpose(1, 2)) * inv_norm, fuse_k)
+        s = _DiagonalSum.apply((fp @ w.transpose(1, 2)).mul_(inv_norm), fuse_k)
         s = s.view(-1, g.fh, g.fw, g.bh, g.bw).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
         s = _DiagonalSum.apply(s, fuse_k)
         return s.view(-1, g.fw, g.fh, g.bw, g.bh).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
@@ -178,7 +178,7 @@ def _masked_weights(fp, w, inv_norm, mm, g: Geometry, fuse_k, fuse, scale, exact
         logits = torch.where((m > 0).any(-1, keepdim=True), logits, 0.0)
     else:
         # official: $a = \mathrm{softmax}(\lambda\, s\, m)\, m$, masked keys keep e^0 in the denominator
-        logits = s * (scale * m)
+        logits = s.mul_(scale * m)  # in place: s is a fresh tensor here
     return _MaskedSoftmax.apply(logits, m)
 
 
@@ -189,25 +189,41 @@ def _chunk(fp, w, inv_norm, raw, mm, g: Geometry, opts: tuple, want_best: bool, 
     return a.to(raw.dtype) @ raw, (a.argmax(-1) if want_best else None)
 
 
-class _Paste(torch.autograd.Function):
-    r"""``conv2d_transpose`` of the weighted patches (§4.8): (B, P, C*2r*2r) -> (B, C, H, W), SAME crop included.
+def _raw_patches(b: torch.Tensor, g: Geometry, rate: int, stride: int) -> torch.Tensor:
+    r"""§4.1 raw 2r×2r patches of b at stride r·s, as (B, L, 4·C·r·r) laid out (a, b, C, u, v).
 
-    A 2r×2r patch at stride r covers 2×2 blocks of r×r pixels, so block $(I, J)$ of the canvas is the sum of the
-    quarters $(a, b) \in \{0,1\}^2$ of the patches at $(I-a, J-b)$: four slice-adds instead of ``F.fold``. The
-    backward reads the four quarters back out of the gradient canvas.
+    A 2r×2r patch is 2×2 blocks of r×r pixels; quarter $(a, b)$ of the patch at $(i, j)$ is block $(i s + a, j s + b)$
+    of the padded b. Keeping the quarters contiguous makes the paste's four slice-adds fast.
+    """
+    B, C = b.shape[:2]
+    bp = pad_same(b, g.K, g.S)
+    blocks = bp.view(B, C, bp.shape[2] // rate, rate, bp.shape[3] // rate, rate).permute(0, 2, 4, 1, 3, 5)
+    blocks = blocks.contiguous()  # (B, nbh, nbw, C, r, r): each block one contiguous run, so the stack is fast
+    lh = g.L // g.lw
+    quarters = [blocks[:, a : a + (lh - 1) * stride + 1 : stride, c : c + (g.lw - 1) * stride + 1 : stride]
+                for a in range(2) for c in range(2)]  # fmt: skip
+    return torch.stack(quarters, dim=3).reshape(B, g.L, -1)
+
+
+class _Paste(torch.autograd.Function):
+    r"""``conv2d_transpose`` of the weighted patches (§4.8): (B, P, 4·C·r·r) -> (B, C, H, W), SAME crop included.
+
+    Block $(I, J)$ of the canvas is the sum of the quarters $(a, b) \in \{0,1\}^2$ of the patches at $(I-a, J-b)$:
+    four slice-adds instead of ``F.fold``. The backward reads the four quarters back out of the gradient canvas.
     """
 
     @staticmethod
     def forward(ctx, cols: torch.Tensor, g: Geometry, rate: int) -> torch.Tensor:
         ctx.g, ctx.rate = g, rate
         B = cols.shape[0]
-        q = cols.view(B, g.fh, g.fw, -1, 2, rate, 2, rate)
-        canvas = cols.new_zeros(B, g.fh + 1, g.fw + 1, q.shape[3], rate, rate)
+        q = cols.view(B, g.fh, g.fw, 2, 2, -1)
+        canvas = cols.new_zeros(B, g.fh + 1, g.fw + 1, q.shape[-1])
         for a in range(2):
-            for b in range(2):
-                canvas[:, a : a + g.fh, b : b + g.fw] += q[:, :, :, :, a, :, b, :]
-        canvas = canvas.permute(0, 3, 1, 4, 2, 5).reshape(B, -1, (g.fh + 1) * rate, (g.fw + 1) * rate)
-        return canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W].contiguous()
+            for c in range(2):
+                canvas[:, a : a + g.fh, c : c + g.fw] += q[:, :, :, a, c]
+        canvas = canvas.view(B, g.fh + 1, g.fw + 1, -1, rate, rate).permute(0, 3, 1, 4, 2, 5)
+        canvas = canvas.reshape(B, -1, (g.fh + 1) * rate, (g.fw + 1) * rate)
+        return canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
 
     @staticmethod
     @once_differentiable
@@ -217,9 +233,9 @@ class _Paste(torch.autograd.Function):
         canvas = grad.new_zeros(B, C, (g.fh + 1) * r, (g.fw + 1) * r)
         canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W] = grad
         blocks = canvas.view(B, C, g.fh + 1, r, g.fw + 1, r).permute(0, 2, 4, 1, 3, 5)
-        # quarter (a, b) of patch (i, j) is canvas block (i + a, j + b): stack to (B, fh, fw, C, 2, r, 2, r)
-        rows = [torch.stack([blocks[:, a : a + g.fh, b : b + g.fw] for b in range(2)], dim=5) for a in range(2)]
-        return torch.stack(rows, dim=4).reshape(B, g.P, -1), None, None
+        # quarter (a, b) of patch (i, j) is canvas block (i + a, j + b)
+        quarters = [blocks[:, a : a + g.fh, c : c + g.fw] for a in range(2) for c in range(2)]
+        return torch.stack(quarters, dim=3).reshape(B, g.P, -1), None, None
 
 
 def default_chunk_size(g: Geometry, batch: int, itemsize: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
@@ -318,7 +334,7 @@ def contextual_attention(
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     B = f.shape[0]
     # §4.1 raw patches of full-resolution b, 2r×2r at stride r·s: (B, L, C*K*K)
-    raw = unfold_same(b, g.K, g.S)
+    raw = _raw_patches(b, g, rate, stride)
     if chunk_size is None:
         chunk_size = default_chunk_size(g, B, fp.element_size(), memory_budget)
     opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact")
