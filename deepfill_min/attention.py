@@ -92,34 +92,56 @@ def _shift_sum(s: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch
     return sum(s[:, rows[t], cols[t]] for t in range(rows.shape[0]))
 
 
-def _shift_add(s: torch.Tensor, offsets: range) -> torch.Tensor:
-    """out[p, l] = Σ_d s[p + d, l + d] over the given offsets, zero outside the matrix (slice-adds, no padding)."""
+def _shift_add(s: torch.Tensor, offsets: range, grids: tuple | None = None) -> torch.Tensor:
+    r"""$out_{p,l} = \sum_d s_{p+d,\,l+d}$, zero outside: row-major on (B, P, L), column-major on (B, fh, fw, bh, bw).
+
+    Column-major (`grids` = ((fh, fw), (bh, bw))): stepping d along the column-major order moves (y, x) to
+    (y + d, x), or wraps to (y + d ∓ fh, x ± 1) past the top or bottom row; so each offset is 2 × 2 slice-adds on the
+    4-D view, no transposed copy. It needs |d| ≤ fh and bh (one wrap at most).
+    """
     out = s.clone() if 0 in offsets else torch.zeros_like(s)
-    n_p, n_l = s.shape[1:]
     for d in offsets:
-        if d != 0:
+        if d == 0:
+            continue
+        if grids is None:
+            n_p, n_l = s.shape[1:]
             lo, hi = max(-d, 0), max(d, 0)
             out[:, lo : n_p - hi, lo : n_l - hi] += s[:, hi : n_p - lo, hi : n_l - lo]
+            continue
+        for qd, qs in _column_major_parts(*grids[0], d):
+            for kd, ks in _column_major_parts(*grids[1], d):
+                out[(slice(None), *qd, *kd)] += s[(slice(None), *qs, *ks)]
     return out
 
 
-class _DiagonalSum(torch.autograd.Function):
-    r"""Batched ``conv2d(s, eye(k), SAME)``: $s'_{p,l} = \sum_t s_{p+t-c,\,l+t-c}$ (all queries at once).
+def _column_major_parts(h: int, w: int, d: int) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
+    """(destination, source) slices of (y, x) for a step of d in column-major order: the plain part and the wrap."""
+    if d > 0:
+        return [((slice(0, h - d), slice(None)), (slice(d, h), slice(None))),
+                ((slice(h - d, h), slice(0, w - 1)), (slice(0, d), slice(1, w)))]  # fmt: skip
+    e = -d
+    return [((slice(e, h), slice(None)), (slice(0, h - e), slice(None))),
+            ((slice(0, e), slice(1, w)), (slice(h - e, h), slice(0, w - 1)))]  # fmt: skip
 
-    Its adjoint is the same sum with the offsets negated, so the backward is three slice-adds as well (autograd's
-    own backward of the slices would zero-fill a full copy per offset).
+
+class _DiagonalSum(torch.autograd.Function):
+    r"""Batched ``conv2d(s, eye(k), SAME)`` along the row-major (or column-major) order of queries and keys.
+
+    $s'_{p,l} = \sum_t s_{p+t-c,\,l+t-c}$ for all queries at once. Its adjoint is the same sum with the offsets
+    negated, so the backward is slice-adds as well (autograd's own backward of the slices would zero-fill a full copy
+    per offset).
     """
 
     @staticmethod
-    def forward(ctx, s: torch.Tensor, k: int) -> torch.Tensor:
+    def forward(ctx, s: torch.Tensor, k: int, grids: tuple | None = None) -> torch.Tensor:
         c = (k - 1) // 2
-        ctx.offsets = range(-(k - 1 - c), c + 1)
-        return _shift_add(s, range(-c, k - c))
+        ctx.offsets, ctx.grids = range(-(k - 1 - c), c + 1), grids
+        return _shift_add(s, range(-c, k - c), grids)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        return _shift_add(grad, ctx.offsets), None
+        return _shift_add(grad, ctx.offsets, ctx.grids), None, None
 
 
 def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geometry, fuse_k: int, fuse: bool, p0, p1):
@@ -127,8 +149,12 @@ def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geomet
     if not fuse:
         return (fp[:, p0:p1] @ w.transpose(1, 2)) * inv_norm
     if (p0, p1) == (0, g.P):
-        # all queries: the fuse as the reference spells it, diagonal sums and a transpose to column-major order
+        # all queries: row-major diagonal sums, then column-major ones on the 4-D view (no transposed copies)
         s = _DiagonalSum.apply((fp @ w.transpose(1, 2)).mul_(inv_norm), fuse_k)
+        if fuse_k // 2 <= min(g.fh, g.bh):
+            grids = ((g.fh, g.fw), (g.bh, g.bw))
+            return _DiagonalSum.apply(s.view(-1, g.fh, g.fw, g.bh, g.bw), fuse_k, grids).view(-1, g.P, g.L)
+        # (a fuse kernel taller than the grid wraps more than once: transpose to column-major order instead)
         s = s.view(-1, g.fh, g.fw, g.bh, g.bw).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
         s = _DiagonalSum.apply(s, fuse_k)
         return s.view(-1, g.fw, g.fh, g.bw, g.bh).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
