@@ -32,7 +32,7 @@ TEST_SEED_OFFSET = 1_000_000
 
 def to_tensor(rgb: np.ndarray, color_order: str = "rgb") -> torch.Tensor:
     """HxWx3 uint8 (or float in [0, 1]) -> (3, H, W) float in [-1, 1], channels flipped for ``"bgr"``."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float()  # a writable copy (PIL arrays are read-only)
     x = x / 127.5 - 1 if rgb.dtype == np.uint8 else x * 2 - 1
     return x.flip(0) if color_order == "bgr" else x
 
