@@ -124,39 +124,57 @@ def _oracle_scores(f, b, kw):
     return np.stack(out), g
 
 
-def _relu_case(seed: int, batch=2, channels=3, size=(8, 8), hole=(2, 6, 2, 6)):
-    """Small float64 ReLU features whose hole (and one more corner) is all zero: zero background patches."""
+def _relu_case(seed: int, batch=1, channels=2, size=(12, 12), hole=(4, 8, 4, 8), zero_patches=True):
+    """Small float64 ReLU features and a hole. With `zero_patches`, the hole and a 3×3 corner of the features are
+    zeroed, so some background patches are all zero (their norm is clamped at 1e-4)."""
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.normal(size=(batch, channels, *size)), 0)
     mask = np.zeros((1, 1, *size))
     top, bottom, left, right = hole
     mask[..., top:bottom, left:right] = 1
-    x = x * (1 - mask)
-    x[..., :3, :3] = 0  # an all-zero valid region too: ŵ's norm is clamped there
+    if zero_patches:
+        x = x * (1 - mask)
+        x[..., :3, :3] = 0
+    else:
+        x = x + 0.1  # no patch near the clamp: the function is smooth enough for finite differences
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
 @pytest.mark.parametrize(("fuse", "fuse_k"), [(True, 3), (True, 2), (False, 3)])
 @pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("mask_softmax", ["official", "exact"])
-def test_gradcheck_with_zero_background_patches(fuse, fuse_k, chunk_size, mask_softmax):
-    x, mask = _relu_case(0)
-    f = (x + 0.1 * torch.from_numpy(np.random.default_rng(1).normal(size=x.shape))).requires_grad_()
+def test_gradcheck(fuse, fuse_k, chunk_size, mask_softmax):
+    x, mask = _relu_case(0, zero_patches=False)
+    x = 0.2 * x  # small features: soft weights, so the softmax's Jacobian is exercised (checked below)
+    f = (x + 0.02 * torch.from_numpy(np.random.default_rng(1).normal(size=x.shape))).requires_grad_()
     b = x.clone().requires_grad_()
+    kw = dict(fuse=fuse, fuse_k=fuse_k, mask_softmax=mask_softmax)
+    # not vacuous: some keys are valid and many weights are neither 0 nor 1
+    a = attention_weights(f, b, mask, **kw).detach()
+    assert (a.sum(-1) > 0).all() and ((a > 0.01) & (a < 0.99)).sum() > 20
 
     def fn(f, b):
-        kw = dict(fuse=fuse, fuse_k=fuse_k, chunk_size=chunk_size, mask_softmax=mask_softmax)
-        return contextual_attention(f, b, mask, paste_norm="overlap" if fuse_k == 2 else "official", **kw)[0]
+        return contextual_attention(f, b, mask, paste_norm="overlap" if fuse_k == 2 else "official",
+                                    chunk_size=chunk_size, **kw)[0]  # fmt: skip
 
     assert torch.autograd.gradcheck(fn, (f, b), eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
 def test_gradient_is_finite_when_a_background_patch_is_all_zero():
-    x, mask = _relu_case(2, channels=8, size=(16, 16), hole=(4, 12, 4, 12))
+    """At an all-zero patch ŵ = w / 1e-4: the gradient is finite (no NaN from sqrt at 0) and exact for f."""
+    x, mask = _relu_case(2, batch=2, channels=4, size=(16, 16), hole=(4, 12, 4, 12))
+    assert attention_weights(x, x, mask).max() > 0.05  # some keys are valid
     feats = x.float().requires_grad_()
     y, _ = contextual_attention(feats, feats, mask.float())
     (y**2).sum().backward()
     assert torch.isfinite(feats.grad).all() and feats.grad.abs().sum() > 0
+    b = x.clone()
+
+    def fn(f):
+        return contextual_attention(f, b, mask)[0]
+
+    f = (0.2 * x + 0.02).requires_grad_()
+    assert torch.autograd.gradcheck(fn, (f,), eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
 @given(attention_cases(), st.randoms(use_true_random=False))
@@ -235,8 +253,9 @@ def test_module_wraps_the_function():
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_and_autocast(dtype):
-    x, mask = _relu_case(4, channels=8, size=(16, 16), hole=(4, 12, 4, 12))
+    x, mask = _relu_case(4, batch=2, channels=8, size=(16, 16), hole=(4, 12, 4, 12))
     x, mask = x.float(), mask.float()
+    assert attention_weights(x, x, mask).max() > 0.05  # some keys are valid
     y32, _ = contextual_attention(x, x, mask)
     y_half, _ = contextual_attention(x.to(dtype), x.to(dtype), mask.to(dtype))
     with torch.autocast("cpu", dtype=dtype):

@@ -1,0 +1,122 @@
+r"""The fuse of contextual attention (spec §4.5) in torch: diagonal sums of the score matrix, whole or in chunks.
+
+The fuse adds each score $s_{p,l}$ to its diagonal neighbours $s_{p\pm1,\,l\pm1}$, first along the row-major order
+of queries p and keys l, then along the column-major order, wrap-around at row ends included. Two ways to compute it:
+
+* all queries at once (`DiagonalSum`): slice-adds on the (B, P, L) matrix for the row-major pass and on its
+  (B, fh, fw, bh, bw) view for the column-major pass, with a hand-written adjoint for the backward;
+* a chunk of queries (`fuse_plan` + `shift_sum`): the fuse reaches neighbouring queries (and, through the
+  wrap-around, the first and last rows), so the chunk's raw scores are computed on a halo of queries and the two
+  passes gather through precomputed neighbour tables.
+
+`tests/test_attention.py` checks both against the NumPy oracle and against each other for every chunk size.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+def _row_major_neighbours(n: int, k: int) -> np.ndarray:
+    """(k, n) table: entry t of position p is p + t - c, or n (a zero sentinel) outside [0, n)."""
+    c = (k - 1) // 2
+    idx = np.arange(n)[None, :] + np.arange(k)[:, None] - c
+    return np.where((idx >= 0) & (idx < n), idx, n)
+
+
+def _col_major_neighbours(h: int, w: int, k: int) -> np.ndarray:
+    """(k, h*w) table of neighbours in column-major order, as row-major indices (sentinel h*w outside)."""
+    p = np.arange(h * w)
+    cm = (p % w) * h + p // w
+    nb = _row_major_neighbours(h * w, k)[:, cm]
+    return np.where(nb < h * w, (nb % h) * w + nb // h, h * w)
+
+
+@functools.lru_cache(maxsize=64)
+def fuse_plan(fh: int, fw: int, bh: int, bw: int, k: int, p0: int, p1: int, device: torch.device):
+    """Index tables that fuse the scores of queries [p0, p1) from the raw scores of their halo V.
+
+    Returns (V as a slice or index tensor, row and column tables of both passes), each table (k, rows) / (k, L).
+    """
+    P, L = fh * fw, bh * bw
+    # pass 2 (column-major) reads pass-1 scores at U; pass 1 (row-major) reads raw scores at V
+    r2 = _col_major_neighbours(fh, fw, k)[:, p0:p1]
+    U = np.unique(r2[r2 < P])
+    r1 = _row_major_neighbours(P, k)[:, U]
+    V = np.unique(r1[r1 < P])
+
+    def local(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        pos = np.full(P + 1, len(rows))  # the sentinel maps to the zero row appended after the last row
+        pos[rows] = np.arange(len(rows))
+        return pos[table]
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=torch.long, device=device)
+
+    v_sel = slice(int(V[0]), int(V[-1]) + 1) if V[-1] - V[0] + 1 == len(V) else t(V)
+    r1_loc, r2_loc = local(r1, V), local(r2, U)
+    c1, c2 = _row_major_neighbours(L, k), _col_major_neighbours(bh, bw, k)
+    return v_sel, t(r1_loc)[:, :, None], t(c1)[:, None, :], t(r2_loc)[:, :, None], t(c2)[:, None, :]
+
+
+def shift_sum(s: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    r"""$\sum_t s[\mathrm{rows}_t, \mathrm{cols}_t]$ with a zero row and column appended for the sentinels."""
+    s = F.pad(s, (0, 1, 0, 1))
+    return sum(s[:, rows[t], cols[t]] for t in range(rows.shape[0]))
+
+
+def _shift_add(s: torch.Tensor, offsets: range, grids: tuple | None = None) -> torch.Tensor:
+    r"""$out_{p,l} = \sum_d s_{p+d,\,l+d}$, zero outside: row-major on (B, P, L), column-major on (B, fh, fw, bh, bw).
+
+    Column-major (`grids` = ((fh, fw), (bh, bw))): stepping d along the column-major order moves (y, x) to
+    (y + d, x), or wraps to (y + d ∓ fh, x ± 1) past the top or bottom row; so each offset is 2 × 2 slice-adds on the
+    4-D view, no transposed copy. It needs |d| ≤ fh and bh (one wrap at most).
+    """
+    out = s.clone() if 0 in offsets else torch.zeros_like(s)
+    for d in offsets:
+        if d == 0:
+            continue
+        if grids is None:
+            n_p, n_l = s.shape[1:]
+            lo, hi = max(-d, 0), max(d, 0)
+            out[:, lo : n_p - hi, lo : n_l - hi] += s[:, hi : n_p - lo, hi : n_l - lo]
+            continue
+        for qd, qs in _column_major_parts(*grids[0], d):
+            for kd, ks in _column_major_parts(*grids[1], d):
+                out[(slice(None), *qd, *kd)] += s[(slice(None), *qs, *ks)]
+    return out
+
+
+def _column_major_parts(h: int, w: int, d: int) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
+    """(destination, source) slices of (y, x) for a step of d in column-major order: the plain part and the wrap."""
+    if d > 0:
+        return [((slice(0, h - d), slice(None)), (slice(d, h), slice(None))),
+                ((slice(h - d, h), slice(0, w - 1)), (slice(0, d), slice(1, w)))]  # fmt: skip
+    e = -d
+    return [((slice(e, h), slice(None)), (slice(0, h - e), slice(None))),
+            ((slice(0, e), slice(1, w)), (slice(h - e, h), slice(0, w - 1)))]  # fmt: skip
+
+
+class DiagonalSum(torch.autograd.Function):
+    r"""Batched ``conv2d(s, eye(k), SAME)`` along the row-major (or column-major) order of queries and keys.
+
+    $s'_{p,l} = \sum_t s_{p+t-c,\,l+t-c}$ for all queries at once. Its adjoint is the same sum with the offsets
+    negated, so the backward is slice-adds as well (autograd's own backward of the slices would zero-fill a full copy
+    per offset).
+    """
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, k: int, grids: tuple | None = None) -> torch.Tensor:
+        c = (k - 1) // 2
+        ctx.offsets, ctx.grids = range(-(k - 1 - c), c + 1), grids
+        return _shift_add(s, range(-c, k - c), grids)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        return _shift_add(grad, ctx.offsets, ctx.grids), None, None
