@@ -38,6 +38,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inpaint(args: argparse.Namespace) -> int:
+    from PIL import Image  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from .data import IMAGE_EXTENSIONS  # noqa: PLC0415
+    from .inpaint import inpaint, load_generator, read_image, read_mask  # noqa: PLC0415
+
+    generator, color_order = load_generator(args.checkpoint, args.device)
+    image, mask, out = Path(args.image), Path(args.mask), Path(args.out)
+    if image.is_dir():  # batch mode: pairs with the same file name in the two folders
+        if not mask.is_dir():
+            raise ValueError(f"--image {image} is a folder, so --mask must be a folder of masks with the same names")
+        images = [p for p in sorted(image.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
+        pairs = [(p, mask / p.name, out / p.name) for p in images]
+        if not pairs:
+            raise ValueError(f"--image folder {image} holds no images")
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        pairs = [(image, mask, out)]
+    channel = int(args.mask_channel) if args.mask_channel.isdigit() else args.mask_channel
+    for img_path, mask_path, out_path in tqdm(pairs, disable=len(pairs) == 1, unit="image"):
+        result = inpaint(read_image(img_path), read_mask(mask_path, args.threshold, channel), generator, color_order,
+                         official=args.official, return_flow=args.flow_out is not None)  # fmt: skip
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(result.image).save(out_path)
+        if args.coarse_out:
+            Image.fromarray(result.coarse).save(args.coarse_out)
+        if args.flow_out and result.flow is not None:
+            Image.fromarray(result.flow).save(args.flow_out)
+    print(f"wrote {out if len(pairs) > 1 else pairs[0][2]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfill-min", description="DeepFill v1 with contextual attention.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. batch_size=32")
     train.set_defaults(func=cmd_train)
+
+    paint = sub.add_parser("inpaint", help="fill the white part of a mask in an image (or folders of pairs)")
+    paint.add_argument("--checkpoint", required=True, help="a checkpoint file or a training run directory")
+    paint.add_argument("--image", required=True, help="an image, or a folder of images")
+    paint.add_argument("--mask", required=True, help="its mask (white = hole), or a folder of same-named masks")
+    paint.add_argument("--out", required=True, help="the output image, or folder")
+    paint.add_argument("--coarse-out", help="also write the coarse (stage 1) result here (single image)")
+    paint.add_argument("--flow-out", help="also write the attention flow picture here (single image)")
+    paint.add_argument("--threshold", type=float, default=127.5, help="mask values above this are holes")
+    paint.add_argument("--mask-channel", default="auto", help="auto, alpha, 0, 1 or 2")
+    paint.add_argument("--official", action="store_true", help="the official pipeline: crop to 8, BGR, truncation")
+    paint.add_argument("--device", default="cpu")
+    paint.set_defaults(func=cmd_inpaint)
     return parser
 
 
