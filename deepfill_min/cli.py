@@ -71,6 +71,19 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, evaluation_images, write_tables  # noqa: PLC0415
+    from .inpaint import load_generator  # noqa: PLC0415
+
+    generator, _ = load_generator(args.checkpoint) if args.checkpoint else (None, "rgb")
+    size = tuple(args.image_size)
+    rows = evaluate(generator, evaluation_images(args.data, size, args.n), tuple(args.hole_size))
+    csv_path, md_path = write_tables(rows, args.out)
+    print(md_path.read_text())
+    print(f"wrote {csv_path} and {md_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfill-min", description="DeepFill v1 with contextual attention.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     paint.add_argument("--official", action="store_true", help="the official pipeline: crop to 8, BGR, truncation")
     paint.add_argument("--device", default="cpu")
     paint.set_defaults(func=cmd_inpaint)
+
+    ev = sub.add_parser("evaluate", help="metrics of a model and its baselines on held-out images (fixed masks)")
+    ev.add_argument("--checkpoint", help="a checkpoint or run directory (without it: the baselines only)")
+    ev.add_argument("--data", default="builtin", help="'builtin' (the held-out split), a folder or a .flist")
+    ev.add_argument("--image-size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"))
+    ev.add_argument("--hole-size", type=int, nargs=2, default=[32, 32], metavar=("H", "W"))
+    ev.add_argument("--n", type=int, default=32, help="number of images")
+    ev.add_argument("--out", default="runs/evaluation", help="folder for results.md and results.csv")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,104 @@
+"""``deepfill-min evaluate``: the paper's metrics for a trained model and its baselines, on a fixed mask set.
+
+Every image is evaluated twice: with the centred validation hole (the official "static view", §8) and with one
+random box drawn from a seeded generator (the same boxes on every run). Each method's result is scored on the hole
+and on the whole image (`deepfill_min.metrics`). The methods, so that a number means something:
+
+* ``mean fill``: every hole pixel gets the image's mean known colour;
+* ``cv2 telea`` and ``cv2 ns``: OpenCV's ``cv2.inpaint`` (only when ``opencv-python`` is installed);
+* ``coarse``: the generator's stage 1 alone, composited;
+* ``model``: the full generator, composited.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import make_config
+from .generator import Generator
+from .holdout import centre_mask, inpaint_batch, mean_fill
+from .masks import bbox2mask, random_bbox
+from .metrics import METRICS, region_metrics
+from .train import make_dataset
+
+
+def _cv2_methods() -> dict:
+    try:
+        import cv2  # noqa: PLC0415  (optional dependency)
+    except ImportError:
+        return {}
+
+    def run(flag):
+        def fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            img = ((x[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)[..., ::-1].copy()
+            out = cv2.inpaint(img, (mask[0, 0].numpy() * 255).astype(np.uint8), 3, flag)[..., ::-1]
+            return torch.from_numpy(out.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+
+        return fill
+
+    return {"cv2 telea": run(cv2.INPAINT_TELEA), "cv2 ns": run(cv2.INPAINT_NS)}
+
+
+def evaluation_masks(n: int, image_size: tuple[int, int], hole_size: tuple[int, int], seed: int = 0):
+    """The fixed mask set: ("centre", mask) for every image, then ("random box", mask) from a seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    boxes = random_bbox(n, image_size, hole_size, generator=g)
+    random = bbox2mask(boxes, image_size, (hole_size[0] // 4, hole_size[1] // 4), generator=g)
+    return {"centre": [centre_mask(image_size, hole_size)] * n, "random box": [m[None] for m in random]}
+
+
+def evaluate(generator: Generator | None, images: torch.Tensor, hole_size: tuple[int, int]) -> list[dict]:
+    """Mean metrics per (method, mask kind, region) over `images` (N, 3, H, W) in [-1, 1]."""
+    methods = {"mean fill": mean_fill, **_cv2_methods()}
+    if generator is not None:
+        generator.eval()
+        methods["coarse"] = lambda x, m: inpaint_batch(generator, x, m)[1].x_stage1.cpu() * m + x * (1 - m)
+        methods["model"] = lambda x, m: inpaint_batch(generator, x, m)[0].cpu()
+    rows = []
+    for kind, masks in evaluation_masks(len(images), tuple(images.shape[-2:]), hole_size).items():
+        for name, method in methods.items():
+            scores: dict[str, list[dict]] = {"hole": [], "image": []}
+            for x, mask in zip(images, masks, strict=True):
+                x = x[None]
+                pred, truth = (method(x, mask).clamp(-1, 1) + 1) / 2, (x + 1) / 2
+                scores["hole"].append(region_metrics(pred, truth, mask))
+                scores["image"].append(region_metrics(pred, truth, torch.ones_like(mask)))
+            for region, values in scores.items():
+                means = {k: float(np.mean([v[k] for v in values])) for k in METRICS}
+                rows.append({"masks": kind, "region": region, "method": name, "n": len(values), **means})
+    return rows
+
+
+def write_tables(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
+    """results.csv and results.md (one Markdown table per mask kind and region)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ["masks", "region", "method", "n", *METRICS]
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = []
+    for kind in dict.fromkeys(r["masks"] for r in rows):
+        for region in ("hole", "image"):
+            lines += [f"\n**{kind} masks, {region}** (n = {rows[0]['n']}; L1 and L2 on [0, 1]; PSNR in dB)\n",
+                      "| method | mean L1 | relative L1 | squared relative L2 | PSNR | TV | SSIM |",
+                      "|---|---|---|---|---|---|---|"]  # fmt: skip
+            for r in rows:
+                if r["masks"] == kind and r["region"] == region:
+                    cells = [f"{r[k]:.2f}" if k == "psnr" else f"{r[k]:.4f}" for k in METRICS]
+                    lines.append(f"| {r['method']} | {' | '.join(cells)} |")
+    (out / "results.md").write_text("\n".join(lines).lstrip() + "\n")
+    return out / "results.csv", out / "results.md"
+
+
+def evaluation_images(data: str, image_size: tuple[int, int], n: int) -> torch.Tensor:
+    """`n` held-out images: the built-in test split, or a folder / .flist (resized)."""
+    cfg = make_config("tiny", overrides=[f"image_size=[{image_size[0]},{image_size[1]}]",
+                                         f"hole_size=[{image_size[0] // 2},{image_size[1] // 2}]"])  # fmt: skip
+    dataset = make_dataset(data, "test", cfg)
+    return torch.stack([dataset.load(i, torch.Generator().manual_seed(i)) for i in range(min(n, len(dataset)))])
