@@ -40,6 +40,7 @@ class Config:
     # model (§3, §5)
     cnum: int = 32
     d_cnum: int = 64
+    attention: bool = True  # False: the paper's baseline without the contextual-attention branch (ablation)
     # losses (§6)
     coarse_l1_alpha: float = 1.2
     l1_loss_alpha: float = 1.2

@@ -16,7 +16,8 @@ pmconv10, allconv11 … allconv17: there is no pmconv7/8), so ``state_dict`` key
 ``inpaint_net/<name>/kernel``. With cnum = 32 the generator has 3,601,542 parameters, at any image size.
 
 Deviations from the official code: a mask with batch B > 1 is used per sample (the official graph takes mask[0]);
-pass a batch-1 mask for the official behaviour.
+pass a batch-1 mask for the official behaviour. ``attention=False`` builds the paper's baseline for the ablation:
+the refinement network without the attention branch (allconv11 then reads 4·cnum channels).
 """
 
 from __future__ import annotations
@@ -71,14 +72,20 @@ class GeneratorOutput(NamedTuple):
 class Generator(nn.Module):
     """``InpaintCAModel.build_inpaint_net``: `forward(x, mask)` returns `GeneratorOutput`."""
 
-    def __init__(self, cnum: int = 32, **attention_options) -> None:
+    def __init__(self, cnum: int = 32, attention: bool = True, **attention_options) -> None:
         super().__init__()
         if cnum < 2 or cnum % 2:
             raise ValueError(f"cnum must be an even integer >= 2, got {cnum!r}")
+        self.attention = attention
         for name, cin, cout, k, s, d, act in _layer_table(cnum):
+            if not attention and name.startswith("pmconv"):
+                continue  # the paper's baseline: no attention branch, the merge reads the hallucination branch only
+            if not attention and name == "allconv11":
+                cin = 4 * cnum
             layer = GenDeconv(cin, cout) if k == 0 else GenConv(cin, cout, k, s, d, act)
             self.add_module(name, layer)
-        self.contextual_attention = ContextualAttention(ksize=3, stride=1, rate=2, **attention_options)
+        if attention:
+            self.contextual_attention = ContextualAttention(ksize=3, stride=1, rate=2, **attention_options)
 
     def _run(self, x: torch.Tensor, first: str, last: str) -> torch.Tensor:
         """Apply the layers from `first` to `last` (inclusive) in creation order."""
@@ -100,11 +107,13 @@ class Generator(nn.Module):
         x = x_stage1 * mask + xin * (1 - mask)
         xnow = torch.cat([x, ones, ones * mask], 1)
         x_hallu = self._run(xnow, "xconv1", "xconv10_atrous")
-        pm = self._run(xnow, "pmconv1", "pmconv6")
-        pm, offsets = self.contextual_attention(pm, pm, mask_s, per_sample_mask=mask.shape[0] > 1,
-                                                return_offsets=return_offsets)  # fmt: skip
-        pm = self._run(pm, "pmconv9", "pmconv10")
-        x_stage2 = self._run(torch.cat([x_hallu, pm], 1), "allconv11", "allconv17").clamp(-1, 1)
+        offsets = None
+        if self.attention:
+            pm = self._run(xnow, "pmconv1", "pmconv6")
+            pm, offsets = self.contextual_attention(pm, pm, mask_s, per_sample_mask=mask.shape[0] > 1,
+                                                    return_offsets=return_offsets)  # fmt: skip
+            x_hallu = torch.cat([x_hallu, self._run(pm, "pmconv9", "pmconv10")], 1)
+        x_stage2 = self._run(x_hallu, "allconv11", "allconv17").clamp(-1, 1)
         return GeneratorOutput(x_stage1, x_stage2, offsets)
 
 

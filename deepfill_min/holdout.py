@@ -94,7 +94,7 @@ def save_samples(G: Generator, images: torch.Tensor, mask: torch.Tensor, path: s
     """Input, coarse, refined, composite and attention flow for a few held-out images."""
     was_training = G.training
     G.eval()
-    composite, out = inpaint_batch(G, images, mask, offsets=True)
+    composite, out = inpaint_batch(G, images, mask, offsets=G.attention)
     G.train(was_training)
     size = tuple(images.shape[-2:])
     hole = mask.to(composite.device)
@@ -103,7 +103,8 @@ def save_samples(G: Generator, images: torch.Tensor, mask: torch.Tensor, path: s
         "coarse": to_images(out.x_stage1),
         "refined": to_images(out.x_stage2),
         "composite": to_images(composite),
-        "attention flow": flow_images(out.offsets, size),
+        "attention flow": flow_images(out.offsets, size) if out.offsets is not None else None,
         "truth": to_images(images),
     }
+    columns = {k: v for k, v in columns.items() if v is not None}
     return save_grid(path, columns, title)

@@ -39,7 +39,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     """The generator of a deepfill-min checkpoint (file or run directory) and the colour order it was trained in."""
     state = load_checkpoint(path, device)
     cfg = state["config"]
-    G = Generator(cfg.get("cnum", 32)).to(device)
+    G = Generator(cfg.get("cnum", 32), attention=cfg.get("attention", True)).to(device)
     try:
         G.load_state_dict(state["generator"])
     except RuntimeError as err:

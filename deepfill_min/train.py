@@ -74,7 +74,7 @@ class Trainer:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.G = Generator(cfg.cnum).to(self.device)
+        self.G = Generator(cfg.cnum, attention=cfg.attention).to(self.device)
         self.D = Discriminator(cfg.image_size, cfg.hole_size, cfg.d_cnum).to(self.device)
         if cfg.channels_last:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)

@@ -109,3 +109,12 @@ def test_refinement_gradients_reach_the_coarse_network():
     mask[..., 8:24, 8:24] = 1
     g(torch.rand(2, 3, 32, 32) * (1 - mask), mask).x_stage2.sum().backward()
     assert g.conv17.weight.grad.abs().sum() > 0
+
+
+def test_the_ablation_baseline_has_no_attention_branch():
+    g = Generator(cnum=8, attention=False)
+    names = {n for n, _ in g.named_children()}
+    assert not any(n.startswith("pmconv") for n in names) and "contextual_attention" not in names
+    assert g.allconv11.in_channels == 32  # 4·cnum: the hallucination branch alone
+    out = g(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32), return_offsets=True)
+    assert out.x_stage2.shape == (1, 3, 32, 32) and out.offsets is None

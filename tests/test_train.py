@@ -87,7 +87,9 @@ def test_pretrain_coarse_leaves_the_critics_untouched(tmp_path):
     assert (tmp_path / "log.csv").read_text().splitlines()[1].split(",")[6] == ""  # no d_loss column value
 
 
-@pytest.mark.parametrize("options", [["mask_mode=shared"], ["mask_type=brush"], ["amp=bf16"], ["channels_last=true"]])
+@pytest.mark.parametrize(
+    "options", [["mask_mode=shared"], ["mask_type=brush"], ["amp=bf16"], ["channels_last=true"], ["attention=false"]]
+)
 def test_options_train_with_finite_losses(tmp_path, options):
     trainer = Trainer(small("max_iters=1", *options), tmp_path)
     row = trainer.iteration()
