@@ -84,6 +84,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_tf(args: argparse.Namespace) -> int:
+    from .convert_tf import convert_to_file  # noqa: PLC0415
+
+    print(f"wrote {convert_to_file(args.checkpoint, args.out)} (colour order BGR, as the official models)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfill-min", description="DeepFill v1 with contextual attention.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=32, help="number of images")
     ev.add_argument("--out", default="runs/evaluation", help="folder for results.md and results.csv")
     ev.set_defaults(func=cmd_evaluate)
+
+    conv = sub.add_parser("convert-tf", help="convert an official TensorFlow v1 checkpoint (no TensorFlow needed)")
+    conv.add_argument("checkpoint", help="the checkpoint directory (with its 'checkpoint' file) or a snap-N prefix")
+    conv.add_argument("--out", required=True, help="the deepfill-min checkpoint to write (.pt)")
+    conv.set_defaults(func=cmd_convert_tf)
     return parser
 
 
