@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo results bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ demo: $(STAMP)
 	$(BIN)/deepfill-min attention-demo --out runs/attention-demo.png
 	rm -rf runs/demo-tiny
 	$(BIN)/deepfill-min train --preset tiny --run-dir runs/demo-tiny
+
+# docs/results.md: the tiny preset trained with and without contextual attention, then evaluated with the baselines
+results: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[eval]"
+	rm -rf runs/results-attention runs/results-baseline
+	$(BIN)/deepfill-min train --preset tiny --run-dir runs/results-attention
+	$(BIN)/deepfill-min train --preset tiny --run-dir runs/results-baseline attention=false
+	$(BIN)/deepfill-min evaluate --n 64 --out runs/results --checkpoint "with attention=runs/results-attention" \
+		"without attention=runs/results-baseline"
+	cp runs/results/results.md docs/results-table.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention.py

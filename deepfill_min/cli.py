@@ -75,9 +75,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, evaluation_images, write_tables  # noqa: PLC0415
     from .inpaint import load_generator  # noqa: PLC0415
 
-    generator, _ = load_generator(args.checkpoint) if args.checkpoint else (None, "rgb")
+    generators = {}
+    for item in args.checkpoint:
+        label, _, path = item.rpartition("=")
+        generators[label] = load_generator(path)[0]
     size = tuple(args.image_size)
-    rows = evaluate(generator, evaluation_images(args.data, size, args.n), tuple(args.hole_size))
+    rows = evaluate(generators, evaluation_images(args.data, size, args.n), tuple(args.hole_size))
     csv_path, md_path = write_tables(rows, args.out)
     print(md_path.read_text())
     print(f"wrote {csv_path} and {md_path}")
@@ -127,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     paint.set_defaults(func=cmd_inpaint)
 
     ev = sub.add_parser("evaluate", help="metrics of a model and its baselines on held-out images (fixed masks)")
-    ev.add_argument("--checkpoint", help="a checkpoint or run directory (without it: the baselines only)")
+    ev.add_argument("--checkpoint", nargs="*", default=[], metavar="[LABEL=]PATH",
+                    help="checkpoints or run directories to compare (none: the baselines only)")  # fmt: skip
     ev.add_argument("--data", default="builtin", help="'builtin' (the held-out split), a folder or a .flist")
     ev.add_argument("--image-size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"))
     ev.add_argument("--hole-size", type=int, nargs=2, default=[32, 32], metavar=("H", "W"))

@@ -6,8 +6,8 @@ and on the whole image (`deepfill_min.metrics`). The methods, so that a number m
 
 * ``mean fill``: every hole pixel gets the image's mean known colour;
 * ``cv2 telea`` and ``cv2 ns``: OpenCV's ``cv2.inpaint`` (only when ``opencv-python`` is installed);
-* ``coarse``: the generator's stage 1 alone, composited;
-* ``model``: the full generator, composited.
+* ``coarse``: a generator's stage 1 alone, composited;
+* ``model``: the full generator, composited (one pair of rows per checkpoint, labelled).
 """
 
 from __future__ import annotations
@@ -51,13 +51,20 @@ def evaluation_masks(n: int, image_size: tuple[int, int], hole_size: tuple[int, 
     return {"centre": [centre_mask(image_size, hole_size)] * n, "random box": [m[None] for m in random]}
 
 
-def evaluate(generator: Generator | None, images: torch.Tensor, hole_size: tuple[int, int]) -> list[dict]:
-    """Mean metrics per (method, mask kind, region) over `images` (N, 3, H, W) in [-1, 1]."""
+def _model_methods(label: str, generator: Generator) -> dict:
+    generator.eval()
+    suffix = f" ({label})" if label else ""
+    return {
+        f"coarse{suffix}": lambda x, m: inpaint_batch(generator, x, m)[1].x_stage1.cpu() * m + x * (1 - m),
+        f"model{suffix}": lambda x, m: inpaint_batch(generator, x, m)[0].cpu(),
+    }
+
+
+def evaluate(generators: dict[str, Generator], images: torch.Tensor, hole_size: tuple[int, int]) -> list[dict]:
+    """Mean metrics per (method, mask kind, region) over `images` (N, 3, H, W) in [-1, 1]; `generators` by label."""
     methods = {"mean fill": mean_fill, **_cv2_methods()}
-    if generator is not None:
-        generator.eval()
-        methods["coarse"] = lambda x, m: inpaint_batch(generator, x, m)[1].x_stage1.cpu() * m + x * (1 - m)
-        methods["model"] = lambda x, m: inpaint_batch(generator, x, m)[0].cpu()
+    for label, generator in generators.items():
+        methods.update(_model_methods(label, generator))
     rows = []
     for kind, masks in evaluation_masks(len(images), tuple(images.shape[-2:]), hole_size).items():
         for name, method in methods.items():

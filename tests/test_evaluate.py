@@ -35,7 +35,7 @@ def test_mask_set_is_fixed_and_evaluation_ranks_methods():
     a, b = evaluation_masks(3, (32, 32), (16, 16)), evaluation_masks(3, (32, 32), (16, 16))
     assert all(torch.equal(x, y) for x, y in zip(a["random box"], b["random box"], strict=True))
     images = torch.rand(3, 3, 32, 32) * 2 - 1
-    rows = evaluate(None, images, (16, 16))
+    rows = evaluate({}, images, (16, 16))
     methods = {r["method"] for r in rows}
     assert "mean fill" in methods and "model" not in methods
     hole = next(r for r in rows if r["method"] == "mean fill" and r["region"] == "hole" and r["masks"] == "centre")
@@ -43,8 +43,9 @@ def test_mask_set_is_fixed_and_evaluation_ranks_methods():
     assert image["mean_l1"] < hole["mean_l1"]  # the known pixels are exact
     from deepfill_min.generator import Generator  # noqa: PLC0415
 
-    rows = evaluate(Generator(cnum=8), images, (16, 16))
-    assert {"coarse", "model"} <= {r["method"] for r in rows} and len(rows) == 2 * 2 * len({r["method"] for r in rows})
+    rows = evaluate({"a": Generator(cnum=8), "b": Generator(cnum=8, attention=False)}, images, (16, 16))
+    names = {r["method"] for r in rows}
+    assert {"coarse (a)", "model (a)", "model (b)"} <= names and len(rows) == 2 * 2 * len(names)
 
 
 def test_evaluate_command_writes_tables(tmp_path, capsys):
