@@ -1,6 +1,19 @@
 """deepfill-min: DeepFill v1 (Yu et al., CVPR 2018) in PyTorch, faithful to the official numerics."""
 
-from .attention import ContextualAttention, attention_weights, contextual_attention
-
 __version__ = "0.1.0"
-__all__ = ["ContextualAttention", "__version__", "attention_weights", "contextual_attention"]
+
+from .attention import ContextualAttention, attention_weights, contextual_attention  # noqa: E402
+from .discriminator import Discriminator  # noqa: E402
+from .generator import Generator  # noqa: E402
+from .inpaint import inpaint, load_generator  # noqa: E402  (deepfill_min.inpaint(image, mask, generator))
+
+__all__ = [
+    "ContextualAttention",
+    "Discriminator",
+    "Generator",
+    "__version__",
+    "attention_weights",
+    "contextual_attention",
+    "inpaint",
+    "load_generator",
+]

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from reference.flow import flow_to_image
 
-from reference.flow import flow_to_image  # noqa: E402
-
-from .generator import Generator  # noqa: E402
+from .generator import Generator
 
 
 def centre_mask(image_size: tuple[int, int], hole_size: tuple[int, int]) -> torch.Tensor:
@@ -76,7 +73,9 @@ def save_grid(path: str | Path, columns: dict[str, np.ndarray], title: str = "")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(next(iter(columns.values())))
-    fig, axes = plt.subplots(n, len(columns), figsize=(2 * len(columns), 2 * n), squeeze=False)
+    # a bare Figure (no pyplot): nothing changes the user's matplotlib backend
+    fig = Figure(figsize=(2 * len(columns), 2 * n))
+    axes = fig.subplots(n, len(columns), squeeze=False)
     for j, (name, images) in enumerate(columns.items()):
         for i in range(n):
             axes[i, j].imshow(images[i], interpolation="nearest")
@@ -86,7 +85,6 @@ def save_grid(path: str | Path, columns: dict[str, np.ndarray], title: str = "")
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
