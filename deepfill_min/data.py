@@ -100,7 +100,8 @@ class ImageFiles(torch.utils.data.Dataset):
 
 
 @functools.cache
-def _photo() -> np.ndarray:
+def builtin_photo() -> np.ndarray:
+    """The photo that ships inside matplotlib (Grace Hopper), RGB floats in [0, 1]; no download."""
     with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as img:
         return np.asarray(img.convert("RGB"), dtype=np.float32) / 255
 
@@ -135,7 +136,7 @@ def procedural_image(seed: int, size: int = 64) -> np.ndarray:
         u = (x / spacing) % 1 - 0.5
         tree = (y < horizon) & (y > horizon - 0.25 * (1 - 2 * np.abs(u)))
         return np.where(tree[..., None], c1, img)
-    photo = _photo()  # kind 4: a random crop of the photo, resized
+    photo = builtin_photo()  # kind 4: a random crop of the photo, resized
     side = int(rng.integers(size, min(photo.shape[:2]) + 1))
     top, left = (int(rng.integers(0, n - side + 1)) for n in photo.shape[:2])
     crop = Image.fromarray((photo[top : top + side, left : left + side] * 255).astype(np.uint8))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .attention import contextual_attention
-from .data import _photo, procedural_image
+from .data import builtin_photo, procedural_image
 from .holdout import flow_images, save_grid, to_images
 
 BUILTIN_IMAGES = {"hopper": None, "stripes": 0, "bricks": 1, "dots": 2, "landscape": 3}
@@ -37,7 +37,7 @@ def demo_image(image: str, size: int) -> torch.Tensor:
         raise ValueError(f"size must be a multiple of 8 of at least 16, got {size}")
     if image in BUILTIN_IMAGES:
         seed = BUILTIN_IMAGES[image]
-        rgb = _photo() if seed is None else procedural_image(seed, size)
+        rgb = builtin_photo() if seed is None else procedural_image(seed, size)
         rgb = Image.fromarray((rgb * 255).astype(np.uint8))
     else:
         path = Path(image)
