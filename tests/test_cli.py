@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import small_runs
 import torch
 from PIL import Image
 
@@ -58,8 +59,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, message):
 
 
 def test_train_command_runs_and_resumes(tmp_path, capsys):
-    small = ["image_size=[32,32]", "hole_size=[16,16]", "max_delta=[4,4]", "cnum=8", "d_cnum=8", "batch_size=2",
-             "d_steps=1", "max_iters=1", "sample_every=1"]  # fmt: skip
+    small = [*small_runs.SMALL, "d_steps=1", "max_iters=1", "sample_every=1"]
     run = tmp_path / "run"
     assert main(["train", "--run-dir", str(run), *small]) == 0
     assert "trivial fill" in capsys.readouterr().out

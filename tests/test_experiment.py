@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import small_runs
 import torch
 
 from deepfill_min.config import make_config
@@ -12,8 +13,7 @@ from deepfill_min.experiment import config_from_run, train_and_evaluate
 from deepfill_min.generator import Generator
 from deepfill_min.holdout import centre_mask, hole_l1, mean_fill
 
-SMALL = ["image_size=[32,32]", "hole_size=[16,16]", "max_delta=[4,4]", "cnum=8", "d_cnum=8", "batch_size=2",
-         "d_steps=1", "max_iters=2", "sample_every=1", "checkpoint_every=2"]  # fmt: skip
+SMALL = [*small_runs.SMALL, "d_steps=1", "max_iters=2", "sample_every=1", "checkpoint_every=2"]
 
 
 def test_mean_fill_and_hole_l1_closed_forms():

@@ -7,6 +7,7 @@ import signal
 import socket
 
 import pytest
+import small_runs
 import torch
 import torch.multiprocessing as mp
 
@@ -14,8 +15,7 @@ from deepfill_min.checkpoint import list_checkpoints, load_checkpoint
 from deepfill_min.config import make_config
 from deepfill_min.train import NonFiniteLoss, Trainer
 
-SMALL = ["image_size=[32,32]", "hole_size=[16,16]", "max_delta=[4,4]", "cnum=8", "d_cnum=8", "batch_size=2",
-         "d_steps=2", "log_every=1", "sample_every=1000"]  # fmt: skip
+SMALL = [*small_runs.SMALL, "d_steps=2", "log_every=1", "sample_every=1000"]
 
 
 def small(*overrides: str):
