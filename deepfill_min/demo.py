@@ -5,8 +5,10 @@ background b is the image with the hole zeroed, every 3×3 patch of the half-res
 every valid background patch, and the hole is pasted from 4×4 raw patches of b. Two columns show what that does:
 
 * **one official pass** (f = b, masked keys logit 0, λ = 10): a query deep inside the hole has all-zero features, so
-  its scores are all 0 and its weights uniform; the interior becomes a (darkened) average colour, and structure
-  comes in only at the hole's border. In the network the coarse stage provides the features instead;
+  its scores are all 0 and its weights uniform (1/L on every key, masked ones included, which then get weight 0).
+  The interior becomes the average valid patch scaled by the fraction of valid keys, i.e. an average colour faded
+  toward mid-grey (0 in [-1, 1]) and repeating with period `rate` = 2; structure comes in only at the hole's border.
+  In the network the coarse stage provides the features instead;
 * **a few passes from a diffused fill** (an illustration, not the official algorithm): the hole starts as a smooth
   diffusion of its border, and each composite is fed back as f with exact renormalisation and a sharper softmax,
   so the interior queries have features to match and patches are copied in.
@@ -25,10 +27,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .attention import contextual_attention
-from .data import builtin_photo, procedural_image
+from .builtin import BUILTIN_IMAGES, builtin_image, centre_square
+from .data import to_tensor
 from .holdout import flow_images, save_grid, to_images
 
-BUILTIN_IMAGES = {"hopper": None, "stripes": 0, "bricks": 1, "dots": 2, "landscape": 3}
+__all__ = ["BUILTIN_IMAGES", "attention_demo", "demo_image", "diffuse", "fill_hole"]
 
 
 def demo_image(image: str, size: int) -> torch.Tensor:
@@ -36,18 +39,12 @@ def demo_image(image: str, size: int) -> torch.Tensor:
     if size < 16 or size % 8:
         raise ValueError(f"size must be a multiple of 8 of at least 16, got {size}")
     if image in BUILTIN_IMAGES:
-        seed = BUILTIN_IMAGES[image]
-        rgb = builtin_photo() if seed is None else procedural_image(seed, size)
-        rgb = Image.fromarray((rgb * 255).astype(np.uint8))
-    else:
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"--image {image} is neither a built-in image {sorted(BUILTIN_IMAGES)} nor a file")
-        rgb = Image.open(path).convert("RGB")
-    side = min(rgb.size)
-    left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
-    rgb = rgb.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-    return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+        return to_tensor(builtin_image(image, size))[None]
+    path = Path(image)
+    if not path.is_file():
+        raise FileNotFoundError(f"--image {image} is neither a built-in image {sorted(BUILTIN_IMAGES)} nor a file")
+    with Image.open(path) as img:
+        return to_tensor(np.asarray(centre_square(img.convert("RGB"), size)))[None]
 
 
 def diffuse(x: torch.Tensor, mask: torch.Tensor, iterations: int = 200) -> torch.Tensor:
@@ -76,17 +73,23 @@ def fill_hole(x: torch.Tensor, mask: torch.Tensor, passes: int, softmax_scale: f
     return composite, offsets
 
 
-def attention_demo(images: tuple[str, ...] = ("bricks", "hopper", "stripes"), size: int = 128,
+def attention_demo(images: str | tuple[str, ...] = ("bricks", "hopper", "stripes"), size: int = 128,
                    hole: tuple[int, int, int, int] | None = None, passes: int = 3, softmax_scale: float = 30.0,
                    out: str | Path = "runs/attention-demo.png") -> Path:  # fmt: skip
-    """Cut a hole (default: a centred box of 3/8 of the side) in each image, fill it both ways, save the figure."""
+    """Cut a hole (default: a centred box of 3/8 of the side) in each image, fill it both ways, save the figure.
+
+    `images` are built-in names (`BUILTIN_IMAGES`) or image files (one name or path alone is one row); `hole` is
+    (top, left, height, width); `passes` and `softmax_scale` are those of the diffused-fill column (the official
+    column is always one pass at λ = 10).
+    """
+    images = (images,) if isinstance(images, str) else tuple(images)
     t, l, h, w = hole or (5 * size // 16, 5 * size // 16, 3 * size // 8, 3 * size // 8)
     if min(h, w) < 1 or t < 0 or l < 0 or t + h > size or l + w > size:
         raise ValueError(f"hole (top, left, height, width) = {(t, l, h, w)} must lie inside the {size}x{size} image")
     mask = torch.zeros(1, 1, size, size)
     mask[..., t : t + h, l : l + w] = 1
-    columns: dict[str, list] = {"input with the hole": [], "one official pass": [],
-                                f"{passes} passes from a diffused fill": [], "attention flow": []}  # fmt: skip
+    diffused = f"{passes} pass{'es' * (passes > 1)} from a diffused fill"
+    columns: dict[str, list] = {"input with the hole": [], "one official pass": [], diffused: [], "attention flow": []}
     with torch.no_grad():
         for name in images:
             x = demo_image(name, size)
