@@ -4,22 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo results bench clean
+.PHONY: test demo tutorial results bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# the unit and property tests, then every notebook of tutorial/ executed top to bottom (nbmake)
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --hypothesis-profile=ci
+	$(BIN)/python -m pytest -q --hypothesis-profile=ci --nbmake tests tutorial
 
 # the main job: pixel-level attention on built-in images, then a real training run (tiny preset) and its evaluation
 demo: $(STAMP)
 	$(BIN)/deepfill-min attention-demo --out runs/attention-demo.png
 	rm -rf runs/demo-tiny
 	$(BIN)/deepfill-min train --preset tiny --run-dir runs/demo-tiny
+
+# the step-by-step notebooks, in Jupyter (installs the `tutorial` extra first)
+tutorial: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tutorial]"
+	$(BIN)/jupyter lab tutorial
 
 # docs/results.md: the tiny preset trained with and without contextual attention, then evaluated with the baselines
 results: $(STAMP)

@@ -247,7 +247,9 @@ class Trainer:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
-        bar = tqdm(total=cfg.max_iters, initial=self.step, disable=self.rank != 0, unit="it", dynamic_ncols=True)
+        # the bar shows on rank 0 in a terminal only (disable=None), not in logs or notebooks, which get log.csv
+        bar = tqdm(total=cfg.max_iters, initial=self.step, disable=True if self.rank else None, unit="it",
+                   dynamic_ncols=True)  # fmt: skip
         pending: list[dict] = []
         try:
             while self.step < cfg.max_iters and not self._stop:
