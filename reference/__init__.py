@@ -7,12 +7,14 @@ from .contextual_attention import (
     diagonal_sum,
     fuse_scores,
     masked_softmax,
+    matching_filters,
     paste,
+    scores,
     valid_keys,
 )
 from .flow import flow_to_image, make_color_wheel
 from .geometry import Geometry, attention_geometry
-from .tf_ops import extract_patches, nearest_ac_indices, resize_nearest_ac, same_padding
+from .tf_ops import extract_patches, nearest_ac_indices, pad_same, resize_nearest_ac, same_padding
 
 __all__ = [
     "Geometry",
@@ -27,10 +29,13 @@ __all__ = [
     "gpu_available",
     "make_color_wheel",
     "masked_softmax",
+    "matching_filters",
     "nearest_ac_indices",
+    "pad_same",
     "paste",
     "resize_nearest_ac",
     "same_padding",
+    "scores",
     "to_numpy",
     "valid_keys",
 ]

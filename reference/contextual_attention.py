@@ -100,6 +100,23 @@ def paste(a, raw, g: Geometry, rate: int, paste_norm: str = "official"):
     return y / count[:, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
 
 
+def matching_filters(bd, g: Geometry, ksize: int, stride: int):
+    r"""The normalised keys $\hat w_l$, (B, L, ksize·ksize·C), from the downsampled background b↓ (§4.3)."""
+    xp = get_array_module(bd)
+    # key l = y'·bw + x': the ksize×ksize patch of b↓ at (y', x'), flattened
+    w = extract_patches(bd, ksize, stride).reshape(bd.shape[0], g.L, -1)
+    # $\hat w_l = w_l / \max(\lVert w_l \rVert, 10^{-4})$: the foreground is not normalised, so this is no cosine
+    return w / xp.maximum(xp.sqrt((w * w).sum(axis=-1, keepdims=True)), 1e-4)
+
+
+def scores(fd, w_hat, g: Geometry, ksize: int):
+    """The (P, L) score matrix of one sample: `fd` (1, C, fh, fw) is f↓, `w_hat` (L, D) its keys (§4.4)."""
+    # query p = y·fw + x: the ksize×ksize patch of f↓ around (y, x) at stride 1 (a SAME convolution)
+    fp = extract_patches(fd, ksize, 1).reshape(g.P, -1)
+    # $s_{p,l} = \langle f↓_p, \hat w_l \rangle$
+    return fp @ w_hat.T
+
+
 def valid_keys(mask, g: Geometry, ksize: int, stride: int):
     """``mm``: 1 where the key's ksize×ksize window of the downsampled mask is all zero (§4.6), shape (B_m, L)."""
     md = resize_nearest_ac(mask, (g.bh, g.bw))
@@ -137,16 +154,14 @@ def attention_weights(
     # §4.2 downsample both maps by the rate with align-corners nearest resize
     fd = resize_nearest_ac(f, (g.fh, g.fw))
     bd = resize_nearest_ac(b, (g.bh, g.bw))
-    # §4.3 matching filters w_l (ksize×ksize patches of b↓), $\hat w_l = w_l / \max(\lVert w_l \rVert, 10^{-4})$
-    w = extract_patches(bd, ksize, stride).reshape(batch, g.L, -1)
-    w_hat = w / xp.maximum(xp.sqrt((w * w).sum(axis=-1, keepdims=True)), 1e-4)
+    # §4.3 matching filters: ksize×ksize patches of b↓, each normalised
+    w_hat = matching_filters(bd, g, ksize, stride)
     # §4.6 valid keys (the official code uses mask[0] for every sample)
     mm = xp.ones((1, g.L), dtype=f.dtype) if mask is None else valid_keys(mask, g, ksize, stride)
     weights = []
     for n in range(batch):
-        # §4.4 scores $s_{p,l} = \langle f↓_p, \hat w_l \rangle$: ksize×ksize patches of f↓ at stride 1 (SAME conv)
-        fp = extract_patches(fd[n : n + 1], ksize, 1).reshape(g.P, -1)
-        s = fp @ w_hat[n].T
+        # §4.4 scores $s_{p,l} = \langle f↓_p, \hat w_l \rangle$
+        s = scores(fd[n : n + 1], w_hat[n], g, ksize)
         # §4.5 fuse
         if fuse:
             s = fuse_scores(s, g, fuse_k)
