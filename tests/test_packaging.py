@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -43,7 +44,8 @@ def test_constraints_pin_every_runtime_and_dev_dependency():
             name, version = line.split("==")
             pins[name.strip().lower()] = version.strip()
     project = _pyproject()["project"]
-    for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    extras = project["optional-dependencies"]
+    for dep in project["dependencies"] + extras["dev"] + extras["tutorial"]:
         assert _name(dep) in pins, f"constraints.txt does not pin {_name(dep)}"
     assert pins["torch"] == "2.13.0"
 
@@ -54,3 +56,28 @@ def test_console_script_and_ci_run_the_readme_commands():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make demo" in readme
     assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def test_every_tutorial_notebook_is_linked_from_the_readme_and_executed_by_the_test_command():
+    readme = (ROOT / "README.md").read_text()
+    notebooks = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "tutorial").glob("*.ipynb"))
+    assert len(notebooks) == 7, notebooks
+    linked = re.findall(r"\]\((tutorial/[^)]+\.ipynb)\)", readme)
+    assert linked == notebooks  # every notebook, in reading order, and no dead link
+    makefile = (ROOT / "Makefile").read_text()
+    test_recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"pytest .*--nbmake .*\btutorial\b", test_recipe)
+    assert re.search(r"^tutorial:", makefile, flags=re.M) and "make tutorial" in readme
+
+
+def test_tutorial_notebooks_are_committed_small_with_outputs_and_no_machine_paths():
+    for path in sorted((ROOT / "tutorial").glob("*.ipynb")):
+        text = path.read_text()
+        assert path.stat().st_size < 2_000_000, f"{path.name} is over 2 MB"
+        nb = json.loads(text)
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(c.get("execution_count") for c in code), f"{path.name} is not committed executed"
+        assert any("image/png" in o.get("data", {}) for c in code for o in c["outputs"]), f"{path.name} has no figure"
+        assert "SCALE KNOB" in text, f"{path.name} lacks the marked scale-up cell"
+        for root in ("/work/", "/home/", "/Users/", "/tmp/"):
+            assert root not in text, f"{path.name} mentions a path of the machine it ran on ({root})"
