@@ -94,6 +94,11 @@ class Generator(nn.Module):
             x = self._modules[name](x)
         return x
 
+    def numpy_params(self) -> dict[str, tuple]:
+        """Every conv's (kernel, bias) as NumPy arrays by official name: the weights `reference.model` evaluates."""
+        return {name: (m.weight.detach().cpu().numpy(), m.bias.detach().cpu().numpy())
+                for name, m in self.named_children() if isinstance(m, GenConv)}  # fmt: skip
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False) -> GeneratorOutput:
         """`x`: (B, 3, H, W) image with the hole zeroed, in [-1, 1]; `mask`: (1 or B, 1, H, W), 1 = hole."""
         check_inputs(x, mask)

@@ -1,7 +1,7 @@
 r"""The DeepFill v1 generator in NumPy/CuPy (spec §3): the oracle for `deepfill_min.generator`, end to end.
 
 Weights come in as a dict ``name -> (kernel, bias)`` with kernels in the torch layout (out, in, kh, kw), e.g. from
-``{n: (m.weight, m.bias)}`` of a torch generator or from a converted official checkpoint. The architecture is read
+`deepfill_min.Generator.numpy_params()` or from a converted official checkpoint. The architecture is read
 off the official layer names: ``*_downsample`` has stride 2, ``conv{i}_atrous`` dilation $2^{i-6}$, ``*_upsample``
 is nearest ×2 and then a conv, ``pmconv6`` is ReLU, ``conv17``/``allconv17`` have no activation, the rest ELU. Channel
 counts come from the kernels' shapes. Every conv is TF-SAME zero padded (§2.1); the mask for the attention is resized

@@ -28,11 +28,6 @@ def generator64() -> Generator:
     return Generator().double().eval()
 
 
-def _oracle_params(g: Generator) -> dict:
-    layers = ((n, m) for n, m in g.named_children() if n != "contextual_attention")
-    return {n: (m.weight.detach().numpy(), m.bias.detach().numpy()) for n, m in layers}
-
-
 def test_generator_has_the_official_size_and_names(generator64):
     assert sum(p.numel() for p in generator64.parameters()) == 3_601_542
     keys = list(generator64.state_dict())
@@ -70,7 +65,7 @@ def test_generator_matches_the_numpy_oracle(generator64, size, per_sample):
     mask[-1, :, 8:24, w - 32 : w - 8] = 1
     x = x * (1 - mask)
     out = generator64(torch.from_numpy(x), torch.from_numpy(mask))
-    x1, x2 = generator_forward(_oracle_params(generator64), x, mask)
+    x1, x2 = generator_forward(generator64.numpy_params(), x, mask)
     np.testing.assert_allclose(out.x_stage1.detach().numpy(), x1, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(out.x_stage2.detach().numpy(), x2, rtol=1e-9, atol=1e-10)
     assert np.abs(x2).max() < 1  # the outputs are not saturated, so the comparison is not vacuous
@@ -84,7 +79,7 @@ def test_generator_matches_the_numpy_oracle_at_256(generator64):
     x = x * (1 - mask)
     with torch.no_grad():
         out = generator64(torch.from_numpy(x), torch.from_numpy(mask))
-    x1, x2 = generator_forward(_oracle_params(generator64), x, mask)
+    x1, x2 = generator_forward(generator64.numpy_params(), x, mask)
     np.testing.assert_allclose(out.x_stage1.numpy(), x1, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(out.x_stage2.numpy(), x2, rtol=1e-9, atol=1e-10)
 
