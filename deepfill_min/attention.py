@@ -38,7 +38,7 @@ from reference.geometry import Geometry, attention_geometry, check_options, chec
 from .fuse import DiagonalSum, fuse_plan, shift_sum
 from .tf_ops import pad_same, resize_nearest_ac, unfold_same
 
-DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of score-sized tensors one chunk may hold (about 8 copies of B×q×L)
+DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of score-sized tensors (B×q×L each) one chunk may hold
 LIVE_SCORE_COPIES = 8  # score-sized tensors alive at once per chunk: scores, fuse temporaries, logits, weights
 
 
@@ -163,7 +163,7 @@ class _Paste(torch.autograd.Function):
 
 
 def default_chunk_size(g: Geometry, batch: int, itemsize: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
-    """Queries per chunk so that about 8 score-sized tensors fit the budget; whole rows of f↓ when several fit."""
+    """Queries per chunk so that LIVE_SCORE_COPIES score-sized tensors fit the budget (whole rows of f↓ if several)."""
     chunk = max(1, memory_budget // (LIVE_SCORE_COPIES * batch * g.L * itemsize))
     return chunk if chunk < g.fw else chunk - chunk % g.fw
 
