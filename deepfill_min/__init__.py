@@ -5,7 +5,8 @@ __version__ = "0.1.0"
 from .attention import ContextualAttention, attention_weights, contextual_attention  # noqa: E402
 from .discriminator import Discriminator  # noqa: E402
 from .generator import Generator  # noqa: E402
-from .inpaint import inpaint, load_generator  # noqa: E402  (deepfill_min.inpaint(image, mask, generator))
+from .inpaint import inpaint  # noqa: E402  (deepfill_min.inpaint(image, mask, generator))
+from .weights import export_generator, load_generator  # noqa: E402
 
 __all__ = [
     "ContextualAttention",
@@ -14,6 +15,7 @@ __all__ = [
     "__version__",
     "attention_weights",
     "contextual_attention",
+    "export_generator",
     "inpaint",
     "load_generator",
 ]

@@ -1,18 +1,59 @@
 """The ``deepfill-min`` command: one function per subcommand.
 
-Bad input (a ValueError or FileNotFoundError) is reported as ``deepfill-min: error: ...`` with exit status 2.
+Whatever goes wrong with the user's input (a file, a folder, an argument, a config key or value, a checkpoint, a
+TensorFlow checkpoint) is one line on stderr, ``deepfill-min: error: ...``, with exit status 2 and no traceback;
+warnings are one line too (``deepfill-min: warning: ...``). An unexpected exception, a bug of ours, still shows its
+traceback. Every output is written atomically once all the work has succeeded, so a command that fails writes
+nothing; in folder mode a bad pair does not stop the others, and the failures are listed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import warnings
 from pathlib import Path
+
+import yaml
+
+from .images import one_line
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error of the command."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"deepfill-min: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def cmd_attention_demo(args: argparse.Namespace) -> int:
     from .demo import attention_demo  # noqa: PLC0415  (keep `deepfill-min --help` fast)
+    from .holdout import figure_format  # noqa: PLC0415
 
+    figure_format(args.out)
+    if args.softmax_scale <= 0:
+        raise ValueError(f"--softmax-scale must be above 0, got {args.softmax_scale}")
     path = attention_demo(tuple(args.image), args.size, tuple(args.hole) if args.hole else None, args.passes,
                           args.softmax_scale, args.out)  # fmt: skip
     print(f"wrote {path}")
@@ -24,11 +65,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .experiment import config_from_run, train_and_evaluate  # noqa: PLC0415
 
     run_dir = Path(args.run_dir or f"runs/{args.preset}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file, expected a folder")
     if args.resume:
         cfg = config_from_run(run_dir, args.overrides)
     else:
         cfg = make_config(args.preset, args.config, args.overrides)
-    report = train_and_evaluate(cfg, run_dir, resume=args.resume)
+    from .train import NonFiniteLoss  # noqa: PLC0415
+
+    try:
+        report = train_and_evaluate(cfg, run_dir, resume=args.resume)
+    except NonFiniteLoss as err:
+        print(f"deepfill-min: error: {err}", file=sys.stderr)
+        return 2
     if "initial" in report:
         print(f"held-out hole L1 ([0, 1] scale, {cfg.hole_size[0]}x{cfg.hole_size[1]} centred holes):")
         print(f"  untrained generator  {report['initial']['model']:.4f}")
@@ -39,49 +88,58 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_inpaint(args: argparse.Namespace) -> int:
-    from PIL import Image  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
-    from .data import IMAGE_EXTENSIONS  # noqa: PLC0415
-    from .inpaint import inpaint, load_generator, read_image, read_mask  # noqa: PLC0415
+    from .config import resolve_device  # noqa: PLC0415
+    from .pairs import inpaint_job, plan_jobs  # noqa: PLC0415
+    from .weights import load_generator  # noqa: PLC0415
 
-    generator, color_order = load_generator(args.checkpoint, args.device)
-    image, mask, out = Path(args.image), Path(args.mask), Path(args.out)
-    if image.is_dir():  # batch mode: pairs with the same file name in the two folders
-        if not mask.is_dir():
-            raise ValueError(f"--image {image} is a folder, so --mask must be a folder of masks with the same names")
-        images = [p for p in sorted(image.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
-        pairs = [(p, mask / p.name, out / p.name) for p in images]
-        if not pairs:
-            raise ValueError(f"--image folder {image} holds no images")
-        out.mkdir(parents=True, exist_ok=True)
-    else:
-        pairs = [(image, mask, out)]
+    device = resolve_device(args.device)
+    jobs, failures = plan_jobs(Path(args.image), Path(args.mask), Path(args.out), args.coarse_out, args.flow_out)
+    generator, color_order = load_generator(args.checkpoint, device)
+    if args.flow_out and not generator.attention:
+        raise ValueError(f"--flow-out needs a generator with contextual attention; {args.checkpoint} has none")
     channel = int(args.mask_channel) if args.mask_channel.isdigit() else args.mask_channel
-    for img_path, mask_path, out_path in tqdm(pairs, disable=len(pairs) == 1, unit="image"):
-        result = inpaint(read_image(img_path), read_mask(mask_path, args.threshold, channel), generator, color_order,
-                         official=args.official, return_flow=args.flow_out is not None)  # fmt: skip
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(result.image).save(out_path)
-        if args.coarse_out:
-            Image.fromarray(result.coarse).save(args.coarse_out)
-        if args.flow_out and result.flow is not None:
-            Image.fromarray(result.flow).save(args.flow_out)
-    print(f"wrote {out if len(pairs) > 1 else pairs[0][2]}")
+    folder, total = Path(args.image).is_dir(), len(jobs) + len(failures)
+    for job in tqdm(jobs, disable=None if folder else True, unit="image"):
+        try:
+            inpaint_job(job, generator, color_order, args.threshold, channel, args.official)
+        except (ValueError, OSError) as err:
+            if not folder:
+                raise
+            failures.append(f"{job.image.name}: {one_line(err)}")
+    if failures:
+        for line in failures:
+            print(f"deepfill-min: error: {line}", file=sys.stderr)
+        print(f"deepfill-min: error: {len(failures)} of {total} images failed; the other {total - len(failures)} "
+              f"were written to {args.out}", file=sys.stderr)  # fmt: skip
+        return 2
+    print(f"wrote {args.out}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, evaluation_images, write_tables  # noqa: PLC0415
-    from .inpaint import load_generator  # noqa: PLC0415
+    from .weights import load_generator  # noqa: PLC0415
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, expected a folder")
+    size, hole = tuple(args.image_size), tuple(args.hole_size)
+    if any(s < 16 or s % 8 for s in size):
+        raise ValueError(f"--image-size must be two multiples of 8 of at least 16, got {list(size)}")
+    if any(h >= s for h, s in zip(hole, size, strict=True)):
+        raise ValueError(f"--hole-size {list(hole)} must be smaller than --image-size {list(size)}")
     generators = {}
     for item in args.checkpoint:
-        label, _, path = item.rpartition("=")
+        label, sep, path = item.partition("=")
+        if not sep or Path(item).exists():
+            label, path = (Path(item).name if len(args.checkpoint) > 1 else ""), item
+        if label in generators:
+            raise ValueError(f"--checkpoint label {label!r} is given twice; name them LABEL=PATH")
         generators[label] = load_generator(path)[0]
-    size = tuple(args.image_size)
-    rows = evaluate(generators, evaluation_images(args.data, size, args.n), tuple(args.hole_size))
-    csv_path, md_path = write_tables(rows, args.out)
+    rows = evaluate(generators, evaluation_images(args.data, size, args.n), hole)
+    csv_path, md_path = write_tables(rows, out)
     print(md_path.read_text())
     print(f"wrote {csv_path} and {md_path}")
     return 0
@@ -94,17 +152,25 @@ def cmd_convert_tf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .weights import export_generator  # noqa: PLC0415
+
+    print(f"wrote {export_generator(args.source, args.out)} (the generator alone; config and colour order in its "
+          "metadata)")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepfill-min", description="DeepFill v1 with contextual attention.")
+    parser = Parser(prog="deepfill-min", description="DeepFill v1 with contextual attention.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("attention-demo", help="fill holes in built-in images with pixel-level contextual attention")
     demo.add_argument("--image", nargs="+", default=["bricks", "hopper", "stripes"],
                       help="built-in names (bricks, dots, hopper, landscape, stripes) or image files")  # fmt: skip
-    demo.add_argument("--size", type=int, default=128, help="side of the square images (a multiple of 8)")
+    demo.add_argument("--size", type=positive_int, default=128, help="side of the square images (a multiple of 8)")
     demo.add_argument("--hole", type=int, nargs=4, metavar=("TOP", "LEFT", "HEIGHT", "WIDTH"))
-    demo.add_argument("--passes", type=int, default=3, help="passes from the diffused fill")
-    demo.add_argument("--softmax-scale", type=float, default=30.0, help="λ of those passes")
+    demo.add_argument("--passes", type=positive_int, default=3, help="passes from the diffused fill")
+    demo.add_argument("--softmax-scale", type=finite_float, default=30.0, help="λ of those passes")
     demo.add_argument("--out", default="runs/attention-demo.png")
     demo.set_defaults(func=cmd_attention_demo)
 
@@ -117,42 +183,62 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     paint = sub.add_parser("inpaint", help="fill the white part of a mask in an image (or folders of pairs)")
-    paint.add_argument("--checkpoint", required=True, help="a checkpoint file or a training run directory")
+    paint.add_argument("--checkpoint", required=True,
+                       help="a .safetensors file, a checkpoint .pt, or a training run directory")  # fmt: skip
     paint.add_argument("--image", required=True, help="an image, or a folder of images")
-    paint.add_argument("--mask", required=True, help="its mask (white = hole), or a folder of same-named masks")
-    paint.add_argument("--out", required=True, help="the output image, or folder")
-    paint.add_argument("--coarse-out", help="also write the coarse (stage 1) result here (single image)")
-    paint.add_argument("--flow-out", help="also write the attention flow picture here (single image)")
-    paint.add_argument("--threshold", type=float, default=127.5, help="mask values above this are holes")
-    paint.add_argument("--mask-channel", default="auto", help="auto, alpha, 0, 1 or 2")
+    paint.add_argument("--mask", required=True,
+                       help="its mask (white = hole), or a folder of masks with the same names (any image suffix)")
+    paint.add_argument("--out", required=True, help="the output image (its suffix sets the format), or folder")
+    paint.add_argument("--coarse-out", help="also write the coarse (stage 1) result here (a folder in folder mode)")
+    paint.add_argument("--flow-out", help="also write the attention flow picture here (a folder in folder mode)")
+    paint.add_argument("--threshold", type=finite_float, default=127.5, help="mask values above this are holes")
+    paint.add_argument("--mask-channel", default="auto", choices=("auto", "alpha", "0", "1", "2"),
+                       help="which channel of the mask file holds the hole (default: auto)")  # fmt: skip
     paint.add_argument("--official", action="store_true", help="the official pipeline: crop to 8, BGR, truncation")
-    paint.add_argument("--device", default="cpu")
+    paint.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     paint.set_defaults(func=cmd_inpaint)
 
     ev = sub.add_parser("evaluate", help="metrics of a model and its baselines on held-out images (fixed masks)")
     ev.add_argument("--checkpoint", nargs="*", default=[], metavar="[LABEL=]PATH",
-                    help="checkpoints or run directories to compare (none: the baselines only)")  # fmt: skip
+                    help="weights files or run directories to compare (none: the baselines only)")  # fmt: skip
     ev.add_argument("--data", default="builtin", help="'builtin' (the held-out split), a folder or a .flist")
-    ev.add_argument("--image-size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"))
-    ev.add_argument("--hole-size", type=int, nargs=2, default=[32, 32], metavar=("H", "W"))
-    ev.add_argument("--n", type=int, default=32, help="number of images")
+    ev.add_argument("--image-size", type=positive_int, nargs=2, default=[64, 64], metavar=("H", "W"))
+    ev.add_argument("--hole-size", type=positive_int, nargs=2, default=[32, 32], metavar=("H", "W"))
+    ev.add_argument("--n", type=positive_int, default=32, help="number of images")
     ev.add_argument("--out", default="runs/evaluation", help="folder for results.md and results.csv")
     ev.set_defaults(func=cmd_evaluate)
 
     conv = sub.add_parser("convert-tf", help="convert an official TensorFlow v1 checkpoint (no TensorFlow needed)")
     conv.add_argument("checkpoint", help="the checkpoint directory (with its 'checkpoint' file) or a snap-N prefix")
-    conv.add_argument("--out", required=True, help="the deepfill-min checkpoint to write (.pt)")
+    conv.add_argument("--out", required=True, help="the file to write: .safetensors (to share) or .pt")
     conv.set_defaults(func=cmd_convert_tf)
+
+    export = sub.add_parser("export", help="write a run's or checkpoint's generator alone as .safetensors")
+    export.add_argument("source", metavar="RUN_OR_CKPT", help="a training run directory or a checkpoint file")
+    export.add_argument("--out", required=True, help="the .safetensors file to write")
+    export.set_defaults(func=cmd_export)
     return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"deepfill-min: warning: {str(message).strip().splitlines()[0] if str(message).strip() else category}",
+          file=sys.stderr)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"deepfill-min: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, yaml.YAMLError) as err:
+        print(f"deepfill-min: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("deepfill-min: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -15,11 +15,15 @@ code shares one, whose bias-correction powers then advance on every update; the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
+
+from .images import one_line
 
 
 @dataclass
@@ -91,6 +95,25 @@ class Config:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.cnum % 2:
             raise ValueError(f"cnum must be even, got {self.cnum}")
+        if min(self.hole_size) < 1 or min(self.max_delta) < 0 or min(self.margin) < 0:
+            raise ValueError(f"hole_size must be positive, max_delta and margin not negative; got {self.hole_size}, "
+                             f"{self.max_delta}, {self.margin}")  # fmt: skip
+        if any(s - 2 * m - hs < 1 for s, m, hs in zip(self.image_size, self.margin, self.hole_size, strict=True)):
+            raise ValueError(f"hole_size {self.hole_size} with margin {self.margin} does not fit in image_size "
+                             f"{self.image_size}")  # fmt: skip
+        for key in ("lr", "coarse_l1_alpha", "l1_loss_alpha", "ae_loss_alpha", "gan_loss_alpha",
+                    "global_wgan_loss_alpha", "wgan_gp_lambda"):  # fmt: skip
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
+                raise ValueError(f"{key} must be a finite number {'above' if key == 'lr' else 'of at least'} 0, "
+                                 f"got {value}")  # fmt: skip
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        if not 0 < self.spatial_discounting_gamma <= 1:
+            raise ValueError(f"spatial_discounting_gamma must be in (0, 1], got {self.spatial_discounting_gamma}")
+        if self.device != "auto":
+            parse_device(self.device)
 
 
 PRESETS: dict[str, dict] = {
@@ -120,6 +143,23 @@ def _coerce(name: str, kind, value):
     return value
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """The mapping a YAML file holds, with a one-line error naming `what` and the file for anything else."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{what} {path} is not valid YAML: {one_line(err)}") from None
+    except RecursionError:
+        raise ValueError(f"{what} {path} is nested too deeply") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+        raise ValueError(f"{what} {path} must hold a mapping of keys to values")
+    return loaded
+
+
 def make_config(preset: str = "tiny", file: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """A preset, then the keys of a YAML `file`, then ``key=value`` `overrides`; every key and value is checked."""
     if preset not in PRESETS:
@@ -129,15 +169,15 @@ def make_config(preset: str = "tiny", file: str | Path | None = None, overrides:
         path = Path(file)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping of keys to values")
-        values.update(loaded)
+        values.update(read_yaml_mapping(path, "config file"))
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep:
             raise ValueError(f"override {item!r} must look like key=value")
-        values[key.strip()] = yaml.safe_load(text)
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"override {item!r}: the value is not valid YAML ({one_line(err)})") from None
     hints = typing.get_type_hints(Config)
     unknown = sorted(set(values) - set(hints))
     if unknown:
@@ -145,8 +185,33 @@ def make_config(preset: str = "tiny", file: str | Path | None = None, overrides:
     return Config(**{k: _coerce(k, hints[k], v) for k, v in values.items()})
 
 
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for a config's ``device`` ("auto": this rank's GPU if there is one), checked to exist."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = parse_device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for, but CUDA is not available here (no GPU, or a CPU "
+                             "build of torch)")  # fmt: skip
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return device
+
+
+def parse_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a torch device (not checked to exist), else a ValueError."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    return device
+
+
 def to_dict(cfg: Config) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-__all__ = ["PRESETS", "Config", "make_config", "to_dict"]
+__all__ = ["PRESETS", "Config", "make_config", "resolve_device", "to_dict"]

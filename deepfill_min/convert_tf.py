@@ -15,6 +15,7 @@ models were trained on ``cv2.imread`` images). Discriminator and optimizer varia
 
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 from .checkpoint import save_atomic
 from .config import make_config, to_dict
 from .generator import Generator
+from .weights import check_generator_state, save_generator
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 6: np.int8, 9: np.int64, 10: np.bool_,
@@ -61,10 +63,17 @@ def _block_entries(data: bytes, offset: int, size: int) -> list[tuple[bytes, byt
 
 
 def read_table(path: Path) -> dict[bytes, bytes]:
-    """Every entry of a LevelDB table file (the checkpoint's ``.index``)."""
+    """Every entry of a LevelDB table file (the checkpoint's ``.index``), or a one-line error for a damaged one."""
     data = path.read_bytes()
     if len(data) < 48 or struct.unpack_from("<Q", data, len(data) - 8)[0] != TABLE_MAGIC:
         raise ValueError(f"{path} is not a TensorFlow checkpoint index (bad table magic)")
+    try:
+        return _table_entries(data)
+    except (IndexError, struct.error, ValueError, OverflowError) as err:
+        raise ValueError(f"{path} is a damaged TensorFlow checkpoint index ({type(err).__name__}: {err})") from None
+
+
+def _table_entries(data: bytes) -> dict[bytes, bytes]:
     pos = len(data) - 48
     _, pos = _varint(data, pos)  # metaindex handle (unused)
     _, pos = _varint(data, pos)
@@ -111,6 +120,9 @@ def _entry(value: bytes) -> dict:
             entry[("shard_id", "offset", "size")[number - 3]] = field
         elif number == 7:
             raise ValueError("partitioned (sliced) variables are not supported")
+    if not all(isinstance(v, int) for v in (entry["dtype"], entry["shard_id"], entry["offset"], entry["size"],
+                                            *entry["shape"])):  # fmt: skip
+        raise ValueError("a tensor entry has fields of the wrong wire type")
     return entry
 
 
@@ -123,9 +135,13 @@ def checkpoint_prefix(path: str | Path) -> Path:
             state = path / "checkpoint.txt"  # the released archives ship it under this name
         if not state.is_file():
             raise FileNotFoundError(f"{path} has no 'checkpoint' file naming the latest snapshot")
-        line = next(x for x in state.read_text().splitlines() if x.startswith("model_checkpoint_path"))
+        lines = state.read_bytes().decode("utf-8", errors="replace").splitlines()
+        line = next((x for x in lines if x.startswith("model_checkpoint_path")), None)
+        if line is None:
+            raise ValueError(f"{state} names no model_checkpoint_path (is it a TensorFlow checkpoint state file?)")
         name = Path(line.split(":", 1)[1].strip().strip('"'))
-        path = name if name.is_absolute() else path / name.name
+        # the released files name the authors' absolute paths: the snapshot beside the state file comes first
+        path = path / name.name if (path / f"{name.name}.index").is_file() or not name.is_absolute() else name
     if not path.with_name(path.name + ".index").is_file():
         raise FileNotFoundError(f"checkpoint index {path}.index does not exist")
     return path
@@ -134,22 +150,34 @@ def checkpoint_prefix(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     """All tensors of a TF checkpoint (directory or prefix) as NumPy arrays, by variable name."""
     prefix = checkpoint_prefix(path)
-    table = read_table(prefix.with_name(prefix.name + ".index"))
-    header = dict(_fields(table.pop(b"", b"")))
+    index = prefix.with_name(prefix.name + ".index")
+    table = read_table(index)
+    try:
+        header = dict(_fields(table.pop(b"", b"")))
+        entries = {key: _entry(value) for key, value in table.items()}
+    except (IndexError, struct.error, ValueError, OverflowError) as err:
+        raise ValueError(f"{index} is a damaged TensorFlow checkpoint index ({type(err).__name__}: {err})") from None
     n_shards = header.get(1, 1)
+    if not isinstance(n_shards, int) or not 1 <= n_shards < 100_000:
+        raise ValueError(f"{index} is a damaged TensorFlow checkpoint index (number of shards {n_shards!r})")
     if header.get(2, 0) != 0:
         raise ValueError("big-endian checkpoints are not supported")
     shards: dict[int, bytes] = {}
     tensors = {}
-    for key, value in table.items():
-        entry = _entry(value)
+    for key, entry in entries.items():
         if entry["dtype"] not in DTYPES:
             continue  # strings and resource handles are of no use here
-        sid = entry["shard_id"]
+        sid, dtype, name = entry["shard_id"], np.dtype(DTYPES[entry["dtype"]]), key.decode("utf-8", "replace")
         if sid not in shards:
-            shards[sid] = prefix.with_name(f"{prefix.name}.data-{sid:05d}-of-{n_shards:05d}").read_bytes()
+            shard = prefix.with_name(f"{prefix.name}.data-{sid:05d}-of-{n_shards:05d}")
+            if not shard.is_file():
+                raise FileNotFoundError(f"checkpoint data file {shard} does not exist (needed for {name})")
+            shards[sid] = shard.read_bytes()
         raw = shards[sid][entry["offset"] : entry["offset"] + entry["size"]]
-        tensors[key.decode()] = np.frombuffer(raw, dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"]).copy()
+        count = math.prod(entry["shape"])
+        if min(entry["shape"], default=0) < 0 or len(raw) != entry["size"] or count * dtype.itemsize != len(raw):
+            raise ValueError(f"{prefix}: variable {name} is damaged (shape {entry['shape']}, {len(raw)} bytes)")
+        tensors[name] = np.frombuffer(raw, dtype=dtype).reshape(entry["shape"]).copy()
     return tensors
 
 
@@ -159,36 +187,40 @@ def tf_name(layer: str) -> str:
 
 
 def convert(path: str | Path) -> dict:
-    """A deepfill-min checkpoint dict holding the official generator (colour order BGR)."""
+    """A deepfill-min checkpoint dict holding the official generator (colour order BGR), every tensor checked."""
     tensors = read_checkpoint(path)
-    if "inpaint_net/conv1/kernel" not in tensors:
-        raise ValueError(f"{path} holds no DeepFill v1 generator (no inpaint_net/conv1/kernel)")
-    cnum = int(tensors["inpaint_net/conv1/kernel"].shape[-1])
-    generator = Generator(cnum)
+    kernel1 = tensors.get("inpaint_net/conv1/kernel")
+    if kernel1 is None or kernel1.ndim != 4:
+        raise ValueError(f"{path} holds no DeepFill v1 generator (no 4-D inpaint_net/conv1/kernel)")
+    cnum = int(kernel1.shape[-1])
+    with torch.device("meta"):  # the layer names only: nothing is allocated before the shapes are checked
+        layers = [name for name, module in Generator(max(cnum, 2)).named_children() if hasattr(module, "weight")]
     state, missing = {}, []
-    for name, module in generator.named_children():
-        if not hasattr(module, "weight"):
-            continue
+    for name in layers:
         kernel, bias = tensors.get(f"{tf_name(name)}/kernel"), tensors.get(f"{tf_name(name)}/bias")
-        if kernel is None or bias is None:
+        if kernel is None or bias is None or kernel.ndim != 4:
             missing.append(tf_name(name))
             continue
-        weight = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())  # [kh, kw, in, out] -> [out, in, kh, kw]
-        if weight.shape != module.weight.shape or tuple(bias.shape) != tuple(module.bias.shape):
-            raise ValueError(f"{tf_name(name)}: kernel {kernel.shape} / bias {bias.shape} do not fit a generator "
-                             f"with cnum={cnum} (expected {tuple(module.weight.shape)} in torch layout)")  # fmt: skip
-        state[f"{name}.weight"], state[f"{name}.bias"] = weight, torch.from_numpy(bias.copy())
+        state[f"{name}.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())  # [kh,kw,in,out] -> torch
+        state[f"{name}.bias"] = torch.from_numpy(bias.copy())
     if missing:
         raise ValueError(f"{path} lacks {len(missing)} generator variables, e.g. {missing[:3]}")
-    generator.load_state_dict(state)
+    _, state = check_generator_state(state, {"cnum": cnum}, Path(path))  # shapes, dtypes, finite values
     cfg = make_config("tiny", overrides=["image_size=[256,256]", "hole_size=[128,128]", "max_delta=[32,32]",
                                          f"cnum={cnum}", "color_order=bgr"])  # fmt: skip
     step = tensors.get("global_step")
-    return {"generator": generator.state_dict(), "config": to_dict(cfg), "step": int(step) if step is not None else 0,
-            "source": str(path), "color_order": "bgr"}  # fmt: skip
+    step = int(step) if step is not None and step.size == 1 and step.dtype.kind in "iu" else 0
+    return {"generator": state, "config": to_dict(cfg), "step": step, "source": str(path), "color_order": "bgr"}
 
 
 def convert_to_file(path: str | Path, out: str | Path) -> Path:
+    """Convert and write ``.safetensors`` (to share: no code can hide in it) or ``.pt`` (a checkpoint dict)."""
     out = Path(out)
-    save_atomic(convert(path), out)
-    return out
+    if out.suffix not in (".safetensors", ".pt", ".pth"):
+        raise ValueError(f"--out {out} must end in .safetensors or .pt")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder, expected a file name")
+    state = convert(path)
+    if out.suffix == ".safetensors":
+        return save_generator(state["generator"], state["config"], state["color_order"], out)
+    return save_atomic(state, out)

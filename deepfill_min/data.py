@@ -4,8 +4,10 @@ r"""Training and evaluation images: a folder or an official ``.flist``, and a bu
 paths of a ``.flist`` file (one path a line, the official format; relative paths are taken from the list's folder).
 Images are RGB internally; ``color_order="bgr"`` flips them for the official weights, which were trained on
 ``cv2.imread``'s BGR. Like the official loader, ``random_crop=False`` resizes to the training size (bilinear) and
-``random_crop=True`` upscales an image whose short side is too small, then crops at random. A file that cannot be
-read is skipped with a warning and counted (`skipped`); an empty folder or list is an error.
+``random_crop=True`` upscales an image whose short side is too small, then crops at random. Files are decoded by
+`deepfill_min.images.open_image` (EXIF orientation applied, 16-bit, palette, CMYK... handled); a file that cannot
+be read is skipped with a warning naming it and counted (`skipped`); an empty folder or list is an error. Hidden
+files (``.DS_Store``, macOS's ``._photo.jpg``) are not listed.
 
 **Built-in images.** `BuiltinImages` draws seeded, deterministic pictures where copying from the context matters:
 stripes, tiles, dot lattices, a simple landscape, and crops of the photo that ships inside matplotlib. The ``train``
@@ -23,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import cbook
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from .images import open_rgb
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 COLOR_ORDERS = ("rgb", "bgr")
 TEST_SEED_OFFSET = 1_000_000
 
@@ -37,16 +41,24 @@ def to_tensor(rgb: np.ndarray, color_order: str = "rgb") -> torch.Tensor:
     return x.flip(0) if color_order == "bgr" else x
 
 
+def is_image_name(path: Path) -> bool:
+    """An image suffix, and not a hidden file (``.DS_Store``, macOS's ``._photo.jpg``)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
 def list_images(source: str | Path) -> list[Path]:
     """The image files of a folder (recursive, sorted) or of a ``.flist`` file."""
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"data source {source} does not exist (expected a folder of images or a .flist file)")
     if source.is_file():
-        lines = [line.strip() for line in source.read_text().splitlines() if line.strip()]
+        try:
+            lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise ValueError(f"file list {source} is not UTF-8 text (expected one image path a line)") from None
         files = [p if p.is_absolute() else source.parent / p for p in map(Path, lines)]
     else:
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        files = sorted(p for p in source.rglob("*") if is_image_name(p) and p.is_file())
     if not files:
         raise ValueError(f"data source {source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     return files
@@ -84,16 +96,15 @@ class ImageFiles(torch.utils.data.Dataset):
         for k in range(len(self.files)):
             path = self.files[(index + k) % len(self.files)]
             try:
-                with Image.open(path) as img:
-                    rgb = img.convert("RGB")
-            except (OSError, UnidentifiedImageError, ValueError) as err:
+                rgb = open_rgb(path)
+            except (OSError, ValueError) as err:
                 if path not in self.skipped:
                     self.skipped.add(path)
-                    warnings.warn(f"skipping unreadable image {path}: {err}", stacklevel=2)
+                    warnings.warn(f"skipping unreadable image: {err}", stacklevel=2)
                 continue
             fitted = fit(rgb, self.image_size, self.random_crop, generator)
             return to_tensor(np.asarray(fitted), self.color_order)
-        raise ValueError(f"none of the {len(self.files)} images could be read")
+        raise ValueError(f"none of the {len(self.files)} images could be read (the first: {self.files[0]})")
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.load(index)

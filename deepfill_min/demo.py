@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from .attention import contextual_attention
 from .builtin import BUILTIN_IMAGES, builtin_image, centre_square
 from .data import to_tensor
 from .holdout import flow_images, save_grid, to_images
+from .images import open_rgb
 
 __all__ = ["BUILTIN_IMAGES", "attention_demo", "demo_image", "diffuse", "fill_hole"]
 
@@ -43,8 +43,7 @@ def demo_image(image: str, size: int) -> torch.Tensor:
     path = Path(image)
     if not path.is_file():
         raise FileNotFoundError(f"--image {image} is neither a built-in image {sorted(BUILTIN_IMAGES)} nor a file")
-    with Image.open(path) as img:
-        return to_tensor(np.asarray(centre_square(img.convert("RGB"), size)))[None]
+    return to_tensor(np.asarray(centre_square(open_rgb(path, "--image"), size)))[None]
 
 
 def diffuse(x: torch.Tensor, mask: torch.Tensor, iterations: int = 200) -> torch.Tensor:

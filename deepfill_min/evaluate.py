@@ -13,12 +13,14 @@ and on the whole image (`deepfill_min.metrics`). The methods, so that a number m
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import make_config
+from .files import write_atomic
 from .generator import Generator
 from .holdout import centre_mask, inpaint_batch, mean_fill
 from .masks import bbox2mask, random_bbox
@@ -83,12 +85,12 @@ def evaluate(generators: dict[str, Generator], images: torch.Tensor, hole_size: 
 def write_tables(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
     """results.csv and results.md (one Markdown table per mask kind and region)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     keys = ["masks", "region", "method", "n", *METRICS]
-    with (out / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "results.csv", lambda f: f.write(table.getvalue().encode()))
     lines = []
     for kind in dict.fromkeys(r["masks"] for r in rows):
         for region in ("hole", "image"):
@@ -99,7 +101,7 @@ def write_tables(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
                 if r["masks"] == kind and r["region"] == region:
                     cells = [f"{r[k]:.2f}" if k == "psnr" else f"{r[k]:.4f}" for k in METRICS]
                     lines.append(f"| {r['method']} | {' | '.join(cells)} |")
-    (out / "results.md").write_text("\n".join(lines).lstrip() + "\n")
+    write_atomic(out / "results.md", lambda f: f.write(("\n".join(lines).lstrip() + "\n").encode()))
     return out / "results.csv", out / "results.md"
 
 

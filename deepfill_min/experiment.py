@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import Config, make_config, to_dict
+from .config import Config, make_config, read_yaml_mapping, to_dict
 from .holdout import centre_mask, hole_l1, save_samples
 from .train import Trainer, make_dataset
 
@@ -64,6 +64,9 @@ def config_from_run(run_dir: str | Path, overrides: list[str] | None = None) -> 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a training run directory?")
-    saved = yaml.safe_load(path.read_text())
-    return make_config(saved.pop("preset"), overrides=[f"{k}={json.dumps(v)}" for k, v in saved.items()]
+    saved = read_yaml_mapping(path, "run config")
+    preset = saved.pop("preset", None)
+    if not isinstance(preset, str):
+        raise ValueError(f"run config {path} names no preset: is {run_dir} a training run directory?")
+    return make_config(preset, overrides=[f"{k}={json.dumps(v)}" for k, v in saved.items()]
                        + list(overrides or []))  # fmt: skip

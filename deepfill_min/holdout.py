@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from reference.flow import flow_to_image
 
+from .files import write_atomic
 from .generator import Generator
 
 
@@ -71,7 +72,7 @@ def flow_images(offsets: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 def save_grid(path: str | Path, columns: dict[str, np.ndarray], title: str = "") -> Path:
     """A figure with one column per entry of `columns` (title -> (N, H, W, 3)) and one row per image."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = figure_format(path)
     n = len(next(iter(columns.values())))
     # a bare Figure (no pyplot): nothing changes the user's matplotlib backend
     fig = Figure(figsize=(2 * len(columns), 2 * n))
@@ -84,8 +85,19 @@ def save_grid(path: str | Path, columns: dict[str, np.ndarray], title: str = "")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+    return write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
+
+
+def figure_format(path: str | Path, what: str = "--out") -> str:
+    """The matplotlib format of a figure file from its suffix (``.png`` -> ``png``), or a ValueError naming `what`."""
+    path, formats = Path(path), Figure().canvas.get_supported_filetypes()
+    fmt = path.suffix[1:].lower()
+    if fmt not in formats:
+        raise ValueError(f"{what} {path}: unknown figure format {path.suffix or '(no suffix)'!r}; use one of "
+                         f"{', '.join('.' + f for f in ('png', 'jpg', 'pdf', 'svg') if f in formats)}")  # fmt: skip
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder, expected a file name")
+    return fmt
 
 
 def save_samples(G: Generator, images: torch.Tensor, mask: torch.Tensor, path: str | Path, title: str = "") -> Path:

@@ -6,24 +6,20 @@ to a multiple of 8, inpainted, and cropped back, so the user's image is never cu
 the top-left corner, BGR channel order, ``x / 127.5 - 1``, composite in float32, and a truncating uint8 cast (known
 pixels with values 1-63 come back one lower, as in the official outputs).
 
-Masks: white (above `threshold`) is the hole. A grayscale image, any channel of an RGB image, or the alpha channel
-are accepted (``channel="auto"`` uses the alpha channel when the image has a non-trivial one, else the brightest
-channel of each pixel). An empty mask returns the image unchanged, with a warning; a mask covering everything is an
-error (there is no context to copy from).
+Masks are (H, W) bool arrays, True in the hole (`deepfill_min.images.read_mask` reads them from files: white, any
+channel, or the alpha channel). An empty mask returns the image unchanged, with a warning; a mask covering everything
+is an error (there is no context to copy from). Files, folders and the CLI's checks are `deepfill_min.pairs`.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from .checkpoint import load_checkpoint
 from .generator import Generator
 from .holdout import flow_images
 
@@ -33,45 +29,6 @@ class InpaintResult:
     image: np.ndarray  # (H, W, 3) uint8 RGB: the composite
     coarse: np.ndarray  # (H, W, 3) uint8 RGB: stage 1's raw output
     flow: np.ndarray | None  # (H, W, 3) uint8: the attention offsets, colour-coded, when asked
-
-
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, str]:
-    """The generator of a deepfill-min checkpoint (file or run directory) and the colour order it was trained in."""
-    state = load_checkpoint(path, device)
-    cfg = state["config"]
-    G = Generator(cfg.get("cnum", 32), attention=cfg.get("attention", True)).to(device)
-    try:
-        G.load_state_dict(state["generator"])
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {path} does not hold a compatible generator: {err}") from None
-    return G.eval(), cfg.get("color_order", "rgb")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    with Image.open(path) as img:
-        return np.array(img.convert("RGB"))
-
-
-def read_mask(path: str | Path, threshold: float = 127.5, channel: str | int = "auto") -> np.ndarray:
-    """(H, W) bool hole mask from a grayscale, RGB or alpha-channel image file; values above `threshold` are holes."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask {path} does not exist")
-    with Image.open(path) as img:
-        has_alpha = img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info)
-        rgba = np.array(img.convert("RGBA"), dtype=np.float32)
-    if channel == "alpha" or (channel == "auto" and has_alpha and (rgba[..., 3] < 255).any()):
-        values = rgba[..., 3]
-    elif channel == "auto":
-        values = rgba[..., :3].max(-1)
-    elif channel in (0, 1, 2):
-        values = rgba[..., channel]
-    else:
-        raise ValueError(f"mask channel must be 'auto', 'alpha', 0, 1 or 2, got {channel!r}")
-    return values > threshold
 
 
 def _to_uint8(x: torch.Tensor, truncate: bool) -> np.ndarray:
@@ -89,9 +46,9 @@ def inpaint(image: np.ndarray, mask: np.ndarray, generator: Generator, color_ord
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}")
-    if not mask.any():
+    if not mask.any():  # nothing to fill: the coarse stage is the image and the flow is white (no offsets)
         warnings.warn("the mask is empty: the image is returned unchanged", stacklevel=2)
-        return InpaintResult(image.copy(), image.copy(), None)
+        return InpaintResult(image.copy(), image.copy(), np.full_like(image, 255) if return_flow else None)
     if mask.all():
         raise ValueError("the mask covers the whole image: there is no context to inpaint from")
     H, W = mask.shape

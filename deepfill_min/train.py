@@ -31,11 +31,12 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from .config import Config, to_dict
+from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, state_problems
+from .config import Config, resolve_device, to_dict
 from .data import BuiltinImages, ImageFiles
 from .discriminator import Discriminator
 from .generator import Generator
+from .images import one_line
 from .losses import ae_loss, gradient_penalty, l1_loss, wgan_loss
 from .masks import bbox2mask, brush_stroke_mask, local_patch, random_bbox, spatial_discount
 
@@ -55,12 +56,6 @@ def make_dataset(source: str, split: str, cfg: Config):
     if not source:
         raise ValueError(f"preset {cfg.preset!r} needs data=<folder or .flist> (and val_data=...)")
     return ImageFiles(source, cfg.image_size, cfg.random_crop, cfg.color_order)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Trainer:
@@ -101,18 +96,31 @@ class Trainer:
                 "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(), "config": to_dict(self.cfg),
                 "version": __version__}  # fmt: skip
 
-    def load_state_dict(self, state: dict) -> None:
-        self.G.load_state_dict(state["generator"])
-        self.D.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.step = state["step"]
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+    def load_state_dict(self, state: dict, source: str | Path = "the checkpoint") -> None:
+        """Restore a `state_dict`; a state that does not fit this run is a one-line ValueError naming `source`."""
+        for key, module in (("generator", self.G), ("discriminator", self.D)):
+            problems = state_problems(module.state_dict(), state.get(key))
+            if problems:
+                raise ValueError(f"{source} cannot resume this run: its {key} does not fit the run's config "
+                                 f"({'; '.join(problems)})")  # fmt: skip
+        step = state.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"{source} cannot resume this run: its step is {step!r}")
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.D.load_state_dict(state["discriminator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.rng.set_state(state["rng"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise ValueError(f"{source} cannot resume this run: {type(err).__name__} {one_line(err)}") from None
+        self.step = step
 
     def resume(self) -> None:
         """Continue from the newest checkpoint of the run directory (and drop log rows written after it)."""
-        self.load_state_dict(load_checkpoint(self.run_dir, self.device))
+        found = list_checkpoints(self.run_dir)
+        self.load_state_dict(load_checkpoint(self.run_dir, self.device), found[-1] if found else self.run_dir)
         log = self.run_dir / "log.csv"
         if self.rank == 0 and log.exists():
             with log.open() as f:

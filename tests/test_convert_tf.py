@@ -12,7 +12,7 @@ import torch
 from deepfill_min import convert_tf
 from deepfill_min.cli import main
 from deepfill_min.generator import Generator
-from deepfill_min.inpaint import load_generator
+from deepfill_min.weights import load_generator
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tf_checkpoint"
 

@@ -1,0 +1,151 @@
+"""The generator's weights: load them from any file a user may hand over, and share them as ``.safetensors``.
+
+`load_generator` accepts
+
+* a training run directory (its newest ``ckpt_*.pt``) or one checkpoint ``.pt``, read without running code
+  (`deepfill_min.checkpoint`);
+* a ``.pt`` written by ``deepfill-min convert-tf`` (the official weights);
+* a ``.safetensors`` file written by `export_generator` (``deepfill-min export``) or by ``convert-tf --out
+  x.safetensors``: the generator's 84 tensors (fewer without attention), and in the metadata the training config and
+  the colour order. safetensors is a JSON header plus raw little-endian bytes: nothing in it can run code, and it is
+  the format the ecosystem shares weights in. Share and fetch these.
+
+The files are sniffed by content, not by name. The architecture is read from the tensors themselves (``cnum`` from
+``conv1``'s filters, the attention branch from ``pmconv*``), cross-checked against the config the file declares, and
+every tensor is checked against a generator built on the ``meta`` device (no memory) before anything is allocated:
+names, shapes, a floating dtype, finite values. Each failure is one line: ``checkpoint x.pt does not fit this
+generator: 84 tensors missing, e.g. conv1.weight``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .checkpoint import load_checkpoint, state_problems
+from .config import resolve_device
+from .files import write_atomic
+from .generator import Generator
+from .images import one_line
+
+FORMAT = "deepfill-min generator"
+COLOR_ORDERS = ("rgb", "bgr")
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether `path` starts like a safetensors file: an 8-byte little-endian header length, then ``{``."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file, with a one-line error for a bad one."""
+    from safetensors import safe_open  # noqa: PLC0415  (keep `import deepfill_min` light)
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+    except Exception as err:  # noqa: BLE001  (safetensors raises its own error type, or OSError)
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file: {one_line(err)}") from None
+
+
+def _declared(path: Path) -> tuple[dict, dict, str]:
+    """(tensors, config, colour order) as the file states them, unchecked."""
+    if path.is_file() and is_safetensors(path):
+        tensors, meta = read_safetensors(path)
+        try:
+            config = json.loads(meta.get("config", "{}"))
+        except (ValueError, RecursionError):
+            raise ValueError(f"checkpoint {path}: its metadata 'config' is not valid JSON") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"checkpoint {path}: its metadata 'config' is not a mapping")
+        return tensors, config, meta.get("color_order", config.get("color_order", "rgb"))
+    if path.is_file() and path.suffix == ".safetensors":
+        raise ValueError(f"checkpoint {path} is not a safetensors file (no JSON header)")
+    state = load_checkpoint(path)
+    config = state["config"]
+    return state["generator"], config, state.get("color_order", config.get("color_order", "rgb"))
+
+
+def _architecture(tensors: dict, config: dict, path: Path) -> tuple[int, bool]:
+    """``cnum`` and ``attention`` read from the tensors, checked against what the config says."""
+    conv1 = tensors.get("conv1.weight")
+    if not isinstance(conv1, torch.Tensor) or conv1.ndim != 4:
+        raise ValueError(f"checkpoint {path} does not fit this generator: no 4-D tensor conv1.weight")
+    cnum, attention = int(conv1.shape[0]), any(k.startswith("pmconv") for k in tensors)
+    if cnum < 2 or cnum % 2:
+        raise ValueError(f"checkpoint {path} does not fit this generator: conv1.weight has {cnum} filters "
+                         "(cnum must be even)")  # fmt: skip
+    for key, found in (("cnum", cnum), ("attention", attention)):
+        if key in config and config[key] != found:
+            raise ValueError(f"checkpoint {path}: its config says {key}={config[key]!r} but its tensors have "
+                             f"{key}={found!r}")  # fmt: skip
+    return cnum, attention
+
+
+def check_generator_state(tensors: object, config: dict, path: Path) -> tuple[Generator, dict]:
+    """A meta-device generator of the file's architecture and the file's tensors as float32, after every check."""
+    if not isinstance(tensors, dict):
+        raise ValueError(f"checkpoint {path} does not fit this generator: its generator is not a dict of tensors")
+    cnum, attention = _architecture(tensors, config, path)
+    with torch.device("meta"):
+        G = Generator(cnum, attention=attention)
+    expected = G.state_dict()
+    problems = state_problems(expected, tensors)
+    if problems:
+        raise ValueError(f"checkpoint {path} does not fit this generator (cnum={cnum}, attention={attention}): "
+                         + "; ".join(problems))  # fmt: skip
+    state = {k: tensors[k].detach().to("cpu", torch.float32) for k in expected}
+    bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensors, e.g. {bad[0]}")
+    return G, state
+
+
+def generator_from_file(path: str | Path) -> tuple[dict, dict, str]:
+    """(float32 state dict, config, colour order) of any weights file or run directory, checked."""
+    path = Path(path)
+    tensors, config, color_order = _declared(path)
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f"checkpoint {path}: color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
+    G, state = check_generator_state(tensors, config, path)
+    return state, {**config, "cnum": int(state["conv1.weight"].shape[0]), "attention": G.attention}, color_order
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, str]:
+    """The generator of a weights file or run directory, in eval mode on `device`, and its colour order."""
+    device = resolve_device(str(device))
+    state, config, color_order = generator_from_file(path)
+    G = Generator(config["cnum"], attention=config["attention"])
+    G.load_state_dict(state)
+    return G.to(device).eval(), color_order
+
+
+def save_generator(state: dict[str, torch.Tensor], config: dict, color_order: str, out: str | Path) -> Path:
+    """Write a generator state dict as ``.safetensors`` (config and colour order in the metadata), atomically."""
+    from safetensors.torch import save  # noqa: PLC0415
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out} must end in .safetensors")
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
+    meta = {"format": FORMAT, "version": __version__, "color_order": color_order,
+            "config": json.dumps({**config, "color_order": color_order}, allow_nan=False)}  # fmt: skip
+    data = save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=meta)
+    return write_atomic(out, lambda f: f.write(data))
+
+
+def export_generator(source: str | Path, out: str | Path) -> Path:
+    """``deepfill-min export``: the generator of a run or checkpoint alone, as ``.safetensors``."""
+    if Path(out).suffix != ".safetensors":
+        raise ValueError(f"--out {out} must end in .safetensors")
+    state, config, color_order = generator_from_file(source)
+    return save_generator(state, config, color_order, out)
+
+
+__all__ = ["check_generator_state", "export_generator", "load_generator", "save_generator"]
