@@ -104,7 +104,8 @@ def torch_load(path: Path, map_location: str | torch.device = "cpu") -> object:
     except PermissionError:
         raise ValueError(f"checkpoint {path} cannot be read: permission denied") from None
     except Exception as err:  # noqa: BLE001  (zip, pickle and storage errors of every kind)
-        raise ValueError(f"{path} is not a deepfill-min checkpoint: {type(err).__name__} {one_line(err)}") from None
+        reason = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", one_line(err)).split(". ")[0]
+        raise ValueError(f"{path} is not a deepfill-min checkpoint: damaged or truncated ({reason})") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -85,6 +85,9 @@ class Config:
         h, w = self.image_size
         if h < 16 or w < 16 or h % 8 or w % 8:
             raise ValueError(f"image_size must be two multiples of 8 of at least 16, got {self.image_size}")
+        if min(self.hole_size) < 1 or min(self.max_delta) < 0 or min(self.margin) < 0:
+            raise ValueError(f"hole_size must be positive, max_delta and margin not negative; got {self.hole_size}, "
+                             f"{self.max_delta}, {self.margin}")  # fmt: skip
         if self.hole_size[0] >= h or self.hole_size[1] >= w:
             raise ValueError(f"hole_size {self.hole_size} must be smaller than image_size {self.image_size}")
         if any(d > s for d, s in zip(self.max_delta, self.hole_size, strict=True)):
@@ -95,9 +98,6 @@ class Config:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.cnum % 2:
             raise ValueError(f"cnum must be even, got {self.cnum}")
-        if min(self.hole_size) < 1 or min(self.max_delta) < 0 or min(self.margin) < 0:
-            raise ValueError(f"hole_size must be positive, max_delta and margin not negative; got {self.hole_size}, "
-                             f"{self.max_delta}, {self.margin}")  # fmt: skip
         if any(s - 2 * m - hs < 1 for s, m, hs in zip(self.image_size, self.margin, self.hole_size, strict=True)):
             raise ValueError(f"hole_size {self.hole_size} with margin {self.margin} does not fit in image_size "
                              f"{self.image_size}")  # fmt: skip

@@ -9,6 +9,7 @@ and the trained generator on held-out images with a centred hole, next to the tr
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,6 +27,20 @@ def holdout_images(cfg: Config, n: int = N_HOLDOUT) -> torch.Tensor:
     return torch.stack([data.load(i, torch.Generator().manual_seed(i)) for i in range(min(n, len(data)))])
 
 
+def _previous_report(path: Path) -> dict:
+    """The held-out figures a resumed run wrote before (its untrained baseline), or {} with a warning if unreadable."""
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError):
+        report = None
+    if not isinstance(report, dict):
+        warnings.warn(f"{path} is not a JSON object: its figures are started afresh", stacklevel=2)
+        return {}
+    return report
+
+
 def train_and_evaluate(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     """Train (or resume) a run, then measure the held-out hole L1. Returns the figures written to holdout.json."""
     run_dir = Path(run_dir)
@@ -33,11 +48,16 @@ def train_and_evaluate(cfg: Config, run_dir: str | Path, resume: bool = False) -
     report_path = run_dir / "holdout.json"
     if resume:
         trainer.resume()
-        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        report = _previous_report(report_path)
     else:
         if any(run_dir.glob("ckpt_*.pt")):
             raise ValueError(f"{run_dir} already holds checkpoints: pass --resume to continue, or a new --run-dir")
         report = {}
+    with warnings.catch_warnings(record=True) as skipped:  # an unreadable data source fails now, before any output,
+        warnings.simplefilter("always")  # in one line; the files skipped on the way are reported once it works
+        trainer.data.load(0, torch.Generator().manual_seed(0))
+    for w in skipped:
+        warnings.warn(str(w.message), w.category, stacklevel=2)
     images = holdout_images(cfg)
     mask = centre_mask(cfg.image_size, cfg.hole_size)
     if trainer.rank == 0:

@@ -124,7 +124,10 @@ def inpaint_job(job: Job, generator: Generator, color_order: str, threshold: flo
         warnings.warn(f"mask {job.mask} is empty: {job.outputs['image']} is the image unchanged", stacklevel=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the empty mask, said above with the file names
-        result = inpaint(image, mask, generator, color_order, official=official, return_flow="flow" in job.outputs)
+        try:
+            result = inpaint(image, mask, generator, color_order, official, return_flow="flow" in job.outputs)
+        except ValueError as err:  # e.g. --official on an image below 8x8
+            raise ValueError(f"image {job.image}: {err}") from None
     pictures: dict[str, np.ndarray | None] = {"image": result.image, "coarse": result.coarse, "flow": result.flow}
     for key, path in job.outputs.items():
         write_image(pictures[key], path)

@@ -134,8 +134,13 @@ def save_generator(state: dict[str, torch.Tensor], config: dict, color_order: st
         raise ValueError(f"--out {out} must end in .safetensors")
     if color_order not in COLOR_ORDERS:
         raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
+    conv1 = state.get("conv1.weight")
+    if conv1 is None:
+        raise ValueError("the state dict holds no conv1.weight: is it a generator's?")
+    config = {**config, "color_order": color_order, "cnum": int(conv1.shape[0]),  # what the tensors say wins
+              "attention": any(k.startswith("pmconv") for k in state)}  # fmt: skip
     meta = {"format": FORMAT, "version": __version__, "color_order": color_order,
-            "config": json.dumps({**config, "color_order": color_order}, allow_nan=False)}  # fmt: skip
+            "config": json.dumps(config, allow_nan=False)}  # fmt: skip
     data = save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=meta)
     return write_atomic(out, lambda f: f.write(data))
 

@@ -40,6 +40,12 @@ def test_conversion_maps_names_and_transposes_kernels(tmp_path):
     assert main(["convert-tf", str(FIXTURE), "--out", str(out)]) == 0
     generator, order = load_generator(out)
     assert order == "bgr" and torch.equal(generator.conv1.weight, g["conv1.weight"])
+    shared = tmp_path / "official.safetensors"  # the form to share: the same tensors, no pickle
+    assert main(["convert-tf", str(FIXTURE), "--out", str(shared)]) == 0
+    same, order = load_generator(shared)
+    assert order == "bgr" and shared.read_bytes()[:8] != b"PK\x03\x04"
+    for (name, a), b in zip(generator.state_dict().items(), same.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_missing_variables_and_bad_files_are_clear_errors(tmp_path, monkeypatch):
