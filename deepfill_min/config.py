@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .images import one_line
+from .images import check_file, one_line
 
 
 @dataclass
@@ -166,9 +166,7 @@ def make_config(preset: str = "tiny", file: str | Path | None = None, overrides:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     values: dict = {"preset": preset, **PRESETS[preset]}
     if file is not None:
-        path = Path(file)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
+        path = check_file(file, "config file")
         values.update(read_yaml_mapping(path, "config file"))
     for item in overrides or []:
         key, sep, text = item.partition("=")

@@ -27,7 +27,7 @@ import torch
 from matplotlib import cbook
 from PIL import Image
 
-from .images import open_rgb
+from .images import open_image, open_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 COLOR_ORDERS = ("rgb", "bgr")
@@ -113,8 +113,7 @@ class ImageFiles(torch.utils.data.Dataset):
 @functools.cache
 def builtin_photo() -> np.ndarray:
     """The photo that ships inside matplotlib (Grace Hopper), RGB floats in [0, 1]; no download."""
-    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.float32) / 255
+    return np.asarray(open_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).rgb, np.float32) / 255
 
 
 def procedural_image(seed: int, size: int = 64) -> np.ndarray:
