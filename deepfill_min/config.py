@@ -67,6 +67,7 @@ class Config:
     checkpoint_every: int = 10_000
     keep_checkpoints: int = 3
     # runtime
+    num_workers: int = -1  # DataLoader worker processes per rank; -1: the CPU cores per rank minus one, at most 8
     seed: int = 2018
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: str = "none"  # "none" or "bf16" (autocast)
@@ -96,6 +97,8 @@ class Config:
                     "keep_checkpoints", "cnum", "d_cnum"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.num_workers < -1:
+            raise ValueError(f"num_workers must be -1 (automatic), 0 or more, got {self.num_workers}")
         if self.cnum % 2:
             raise ValueError(f"cnum must be even, got {self.cnum}")
         if any(s - 2 * m - hs < 1 for s, m, hs in zip(self.image_size, self.margin, self.hole_size, strict=True)):

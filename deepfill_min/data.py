@@ -13,7 +13,8 @@ files (``.DS_Store``, macOS's ``._photo.jpg``) are not listed.
 stripes, tiles, dot lattices, a simple landscape, and crops of the photo that ships inside matplotlib. The ``train``
 and ``test`` splits use disjoint seeds, so the test split is held out.
 
-Pixels come out as float tensors (3, H, W) in [-1, 1] (``x / 127.5 - 1``).
+Both give pixels as 8-bit arrays (`load_uint8`, what the training pipeline ships to the device) or as float tensors
+(3, H, W) in [-1, 1] (`load`, ``x / 127.5 - 1``). The built-in pictures are quantised to 8 bits like any file.
 """
 
 from __future__ import annotations
@@ -91,20 +92,26 @@ class ImageFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def load(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Image `index`, or the next readable one after it (unreadable files are skipped with a warning)."""
+    def load_uint8(self, index: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """Image `index` (H, W, 3) uint8 in the colour order, or the next readable one after it (see the docstring)."""
+        # a JPEG that is resized anyway is decoded at the smallest DCT scale that still covers the target (draft mode)
+        draft = None if self.random_crop else (self.image_size[1], self.image_size[0])
         for k in range(len(self.files)):
             path = self.files[(index + k) % len(self.files)]
             try:
-                rgb = open_rgb(path)
+                rgb = open_rgb(path, draft=draft)
             except (OSError, ValueError) as err:
                 if path not in self.skipped:
                     self.skipped.add(path)
                     warnings.warn(f"skipping unreadable image: {err}", stacklevel=2)
                 continue
-            fitted = fit(rgb, self.image_size, self.random_crop, generator)
-            return to_tensor(np.asarray(fitted), self.color_order)
+            fitted = np.asarray(fit(rgb, self.image_size, self.random_crop, generator))
+            return np.ascontiguousarray(fitted[..., ::-1]) if self.color_order == "bgr" else fitted
         raise ValueError(f"none of the {len(self.files)} images could be read (the first: {self.files[0]})")
+
+    def load(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`load_uint8` as a (3, H, W) float tensor in [-1, 1]."""
+        return to_tensor(self.load_uint8(index, generator))
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.load(index)
@@ -171,8 +178,14 @@ class BuiltinImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def load_uint8(self, index: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """Image `index` as an 8-bit picture (H, W, 3) uint8 in the colour order, like a file would give it."""
+        rgb = np.rint(procedural_image(self.offset + index, self.size) * 255).astype(np.uint8)
+        return np.ascontiguousarray(rgb[..., ::-1]) if self.color_order == "bgr" else rgb
+
     def load(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return to_tensor(procedural_image(self.offset + index, self.size), self.color_order)
+        """`load_uint8` as a (3, H, W) float tensor in [-1, 1]."""
+        return to_tensor(self.load_uint8(index, generator))
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.load(index)

@@ -49,13 +49,17 @@ def wgan_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> tuple[tor
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, mask: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+                     generator: torch.Generator | None = None,
+                     alpha: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     r"""$\overline{(\lVert \nabla D(\hat x) \odot m \rVert - 1)^2}$ at random interpolates, norm over hole pixels.
 
-    `critic` maps a batch to one score per sample; `mask` (1 or B, 1, h, w) selects the hole pixels.
+    `critic` maps a batch to one score per sample; `mask` (1 or B, 1, h, w) selects the hole pixels. The
+    interpolation weights $\alpha \sim U[0, 1)$, one per sample, are `alpha` (B,) when given (the training pipeline
+    ships them with the batch), else drawn from `generator` on the CPU and moved: the same numbers on any device.
     """
-    # drawn on the generator's device (the CPU for a CPU generator), then moved: the same numbers on any device
-    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real)
+    if alpha is None:
+        alpha = torch.rand(real.shape[0], generator=generator)
+    alpha = alpha.reshape(-1, 1, 1, 1).to(real)
     interpolates = (real + alpha * (fake - real)).detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(interpolates).sum(), interpolates, create_graph=True)
     norm = torch.linalg.vector_norm(grad * mask, dim=(1, 2, 3))

@@ -98,9 +98,13 @@ def spatial_discount(hole_size: tuple[int, int], gamma: float = 0.9) -> torch.Te
     return (gamma**d).float()[None, None]
 
 
-def local_patch(x: torch.Tensor, bboxes: torch.Tensor) -> torch.Tensor:
-    """Crop each sample's box (one shared box, or one per sample) out of `x` (B, C, H, W)."""
-    if bboxes.shape[0] == 1:
-        t, l, h, w = bboxes[0].tolist()
+def local_patch(x: torch.Tensor, bboxes: torch.Tensor | list) -> torch.Tensor:
+    """Crop each sample's box (one shared box, or one per sample) out of `x` (B, C, H, W).
+
+    `bboxes`: (1 or B, 4) as a tensor or as lists of ints (what the training pipeline uses: no tensor read).
+    """
+    boxes = bboxes.tolist() if isinstance(bboxes, torch.Tensor) else bboxes
+    if len(boxes) == 1:
+        t, l, h, w = boxes[0]
         return x[:, :, t : t + h, l : l + w]
-    return torch.stack([x[i, :, t : t + h, l : l + w] for i, (t, l, h, w) in enumerate(bboxes.tolist())])
+    return torch.stack([x[i, :, t : t + h, l : l + w] for i, (t, l, h, w) in enumerate(boxes)])

@@ -30,14 +30,16 @@ def _assert_same_state(a: dict, b: dict) -> None:
         for pid, slots in a[key]["state"].items():
             for slot, value in slots.items():
                 assert torch.equal(value, b[key]["state"][pid][slot]), f"{key} {pid} {slot} differs"
-    assert torch.equal(a["rng"], b["rng"]) and a["step"] == b["step"]
+    assert a["step"] == b["step"]
 
 
-def test_resume_equals_a_straight_run_bit_for_bit(tmp_path):
-    straight = Trainer(small("max_iters=4", "checkpoint_every=4"), tmp_path / "a")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_equals_a_straight_run_bit_for_bit(tmp_path, workers):
+    """Straight in the training process; stopped and resumed with `workers` loader processes: the same run."""
+    straight = Trainer(small("max_iters=4", "checkpoint_every=4", "num_workers=0"), tmp_path / "a")
     straight.train()
-    Trainer(small("max_iters=2", "checkpoint_every=2"), tmp_path / "b").train()
-    resumed = Trainer(small("max_iters=4", "checkpoint_every=4"), tmp_path / "b")
+    Trainer(small("max_iters=2", "checkpoint_every=2", f"num_workers={workers}"), tmp_path / "b").train()
+    resumed = Trainer(small("max_iters=4", "checkpoint_every=4", f"num_workers={workers}"), tmp_path / "b")
     resumed.resume()
     assert resumed.step == 2
     resumed.train()
@@ -53,7 +55,7 @@ def test_checkpoints_hold_everything_and_only_the_last_k_stay(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     state = load_checkpoint(tmp_path)
     assert state["step"] == 3 and state["config"]["cnum"] == 8 and "version" in state
-    assert {"generator", "discriminator", "opt_g", "opt_d", "rng", "torch_rng"} <= set(state)
+    assert {"generator", "discriminator", "opt_g", "opt_d", "step", "config"} <= set(state)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "empty")
@@ -93,7 +95,7 @@ def test_pretrain_coarse_leaves_the_critics_untouched(tmp_path):
 def test_options_train_with_finite_losses(tmp_path, options):
     trainer = Trainer(small("max_iters=1", *options), tmp_path)
     row = trainer.iteration()
-    assert all(torch.isfinite(torch.tensor(v)) for v in row.values())
+    assert all(bool(torch.isfinite(torch.as_tensor(v))) for v in row.values())
 
 
 def _free_port() -> int:
