@@ -71,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_run(run_dir, args.overrides)
     else:
         cfg = make_config(args.preset, args.config, args.overrides)
+    from .distributed import close  # noqa: PLC0415
     from .train import NonFiniteLoss  # noqa: PLC0415
 
     try:
@@ -78,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteLoss as err:
         print(f"deepfill-min: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        close()  # leave the torchrun process group (a no-op in one process)
     if "initial" in report:
         print(f"held-out hole L1 ([0, 1] scale, {cfg.hole_size[0]}x{cfg.hole_size[1]} centred holes):")
         print(f"  untrained generator  {report['initial']['model']:.4f}")
@@ -226,7 +229,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra  # KEY=VALUE pairs on both sides of an option, e.g. `--run-dir r lr=1e-3`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     show = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:

@@ -110,13 +110,13 @@ def test_a_refused_checkpoint_names_the_object_it_asked_for(tmp_path):
 
 
 def test_training_checkpoints_load_with_weights_only(tmp_path):
-    """What the Trainer writes (optimisers, RNG states, config) is all weights_only can read: resume needs no more."""
+    """What the Trainer writes (models, optimisers, step, config) is all weights_only can read: resume needs no more."""
     from deepfill_min.train import Trainer  # noqa: PLC0415
 
     trainer = Trainer(make_config("tiny", overrides=[*small_runs.SMALL, "d_steps=1", "max_iters=1"]), tmp_path)
     trainer.train()
     state = torch.load(tmp_path / "ckpt_00000001.pt", weights_only=True)
-    assert state["step"] == 1 and state["rng"].dtype == torch.uint8
+    assert state["step"] == 1 and {"opt_g", "opt_d", "config"} <= set(state)
 
 
 def _generator(cnum: int = 8, attention: bool = True, seed: int = 0) -> Generator:

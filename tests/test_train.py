@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import small_runs
 import torch
-import torch.multiprocessing as mp
 
 from deepfill_min.checkpoint import list_checkpoints, load_checkpoint
 from deepfill_min.config import make_config
@@ -98,29 +99,61 @@ def test_options_train_with_finite_losses(tmp_path, options):
     assert all(bool(torch.isfinite(torch.as_tensor(v))) for v in row.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _torchrun(tmp_path, name: str, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """`deepfill-min train` under torchrun with 2 CPU processes, as users launch it (tests/ddp_run.py records)."""
+    out = tmp_path / name
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(Path(__file__).parent / "ddp_run.py"), str(out), *args], capture_output=True,
+                          text=True, timeout=300, env=env)  # fmt: skip
+    return done, out
 
 
-def _ddp_worker(rank: int, port: int, run_dir: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))  # fmt: skip
-    torch.set_num_threads(1)
-    trainer = Trainer(small("max_iters=2", "checkpoint_every=2", "device=cpu"), run_dir)
-    trainer.train()
-    torch.save({"G": trainer.G.state_dict(), "D": trainer.D.state_dict()}, f"{out}/rank{rank}.pt")
-    torch.distributed.destroy_process_group()
+def _batches(out: Path, rank: int) -> dict[tuple[int, int], int]:
+    lines = (out / f"batches_rank{rank}.txt").read_text().split("\n")
+    return {(int(s), int(p)): int(c) for s, p, c in (line.split() for line in lines if line)}
 
 
-def test_two_process_data_parallel_keeps_the_ranks_identical(tmp_path):
-    mp.start_processes(_ddp_worker, args=(_free_port(), str(tmp_path / "run"), str(tmp_path)), nprocs=2,
-                       start_method="spawn")  # fmt: skip
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    for part in ("G", "D"):
-        for name, tensor in r0[part].items():
-            assert torch.equal(tensor, r1[part][name]), f"{part}.{name} differs between ranks"
+DDP = ["train", *small_runs.SMALL, "d_steps=2", "log_every=1", "sample_every=1000", "device=cpu", "num_workers=0"]
+
+
+def test_two_ranks_stopped_and_resumed_equal_two_ranks_straight_through(tmp_path):
+    straight, a = _torchrun(tmp_path, "a", "--", *DDP, "--run-dir", str(tmp_path / "A"), "max_iters=4",
+                            "checkpoint_every=4")  # fmt: skip
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first, b = _torchrun(tmp_path, "b1", "--", *DDP, "--run-dir", str(tmp_path / "B"), "max_iters=2",
+                         "checkpoint_every=2")  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed, b2 = _torchrun(tmp_path, "b2", "--", "train", "--run-dir", str(tmp_path / "B"), "--resume",
+                            "max_iters=4", "checkpoint_every=4")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same_state(load_checkpoint(tmp_path / "A"), load_checkpoint(tmp_path / "B"))
+    assert (tmp_path / "A" / "log.csv").read_text() == (tmp_path / "B" / "log.csv").read_text()
+    r0, r1 = (torch.load(a / f"rank{r}.pt") for r in (0, 1))
+    for part in ("G", "D"):  # the replicas stay identical
+        assert all(torch.equal(t, r1[part][k]) for k, t in r0[part].items()), part
+    for rank in (0, 1):  # after the resume, each rank draws the batches it drew in the straight run
+        after = _batches(b2, rank)
+        assert sorted(after) == sorted((s, p) for s in (2, 3) for p in (0, 1, -1))
+        assert all(_batches(a, rank)[key] == count for key, count in after.items())
+    assert all(_batches(b2, 0)[key] != count for key, count in _batches(b2, 1).items())  # and the ranks differ
+
+
+def test_two_ranks_pretrain_the_coarse_network(tmp_path):
+    done, out = _torchrun(tmp_path, "p", "--", *DDP, "--run-dir", str(tmp_path / "P"), "max_iters=2",
+                          "pretrain_coarse=true")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(t, r1["G"][k]) for k, t in r0["G"].items())
     single = Trainer(small("max_iters=1"), tmp_path / "single")  # the same seed, not trained
-    assert not torch.equal(single.G.conv1.weight, r0["G"]["conv1.weight"])  # the weights did move
-    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["ckpt_00000002.pt"]  # rank 0 writes
+    assert not torch.equal(single.G.conv1.weight, r0["G"]["conv1.weight"])  # the coarse network moved
+    assert torch.equal(single.G.allconv17.weight, r0["G"]["allconv17.weight"])  # stage 2 did not
+
+
+def test_a_nan_on_one_rank_stops_both_at_the_same_step(tmp_path):
+    done, _ = _torchrun(tmp_path, "n", "--nan-at", "3", "--", *DDP, "--run-dir", str(tmp_path / "N"), "max_iters=6",
+                        "checkpoint_every=1")  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.count("deepfill-min: error: non-finite g_loss at step 3") == 2, done.stderr[-3000:]
+    assert [p.name for p in list_checkpoints(tmp_path / "N")][-1] == "ckpt_00000002.pt"
