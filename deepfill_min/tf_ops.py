@@ -27,10 +27,19 @@ def _indices(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
 
 
 def resize_nearest_ac(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest resize with align_corners=True (§2.2): an index gather, not ``F.interpolate``."""
+    r"""Nearest resize with align_corners=True (§2.2): a gather of rows and columns, not ``F.interpolate``.
+
+    The gather is written as $R\,x\,C^\top$ with one-hot selection matrices (one 1 per row), which is exact for finite
+    `x` ($x_k \cdot 1 + \sum 0 \cdot x_j = x_k$) and costs nothing next to the attention's matmuls. It replaces
+    ``index_select``, whose backward, compiled by inductor's vectorised C++ code inside the attention, corrupted the
+    heap in torch 2.13 (``compile=true`` on the CPU); the matmul compiles cleanly.
+    """
     rows = _indices(x.shape[-2], size[0], x.device)
     cols = _indices(x.shape[-1], size[1], x.device)
-    return x.index_select(-2, rows).index_select(-1, cols)
+    with torch.autocast(x.device.type, enabled=False):  # a selection: no rounding to a lower precision
+        R = F.one_hot(rows, x.shape[-2]).to(x.dtype)
+        C = F.one_hot(cols, x.shape[-1]).to(x.dtype)
+        return R @ x @ C.T
 
 
 def unfold_same(x: torch.Tensor, k: int, s: int = 1) -> torch.Tensor:
