@@ -163,6 +163,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_data(args: argparse.Namespace) -> int:
+    from .prepare import prepare_data  # noqa: PLC0415
+
+    flist = prepare_data(args.src, args.dst, args.size, args.workers, args.overwrite)
+    print(f"wrote {len(flist.read_text().splitlines())} images and {flist} (train with data={flist})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="deepfill-min", description="DeepFill v1 with contextual attention.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("source", metavar="RUN_OR_CKPT", help="a training run directory or a checkpoint file")
     export.add_argument("--out", required=True, help="the .safetensors file to write")
     export.set_defaults(func=cmd_export)
+
+    prep = sub.add_parser("prepare-data", help="write a resized copy of a data set once (faster training input)")
+    prep.add_argument("src", metavar="SRC", help="a folder of images (recursive) or a .flist")
+    prep.add_argument("dst", metavar="DST", help="the folder to write (with DST/files.flist)")
+    prep.add_argument("--size", type=positive_int, default=256, help="the short side after resizing (never enlarged)")
+    prep.add_argument("--workers", type=positive_int, default=1, help="processes decoding and encoding in parallel")
+    prep.add_argument("--overwrite", action="store_true", help="redo files that already exist in DST")
+    prep.set_defaults(func=cmd_prepare_data)
     return parser
 
 

@@ -195,6 +195,12 @@ CASES = {
     "export: foreign": ["export", "in/foreign.pt", "--out", "out/e.safetensors"],
     "export: wrong out suffix": ["export", "in/good.pt", "--out", "out/e.pt"],
     "export: out is a folder": ["export", "in/good.pt", "--out", "in/empty_dir"],
+    # prepare-data
+    "prepare-data: missing source": ["prepare-data", "in/nowhere", "out/p"],
+    "prepare-data: no images": ["prepare-data", "in/empty_dir", "out/p"],
+    "prepare-data: only bad images": ["prepare-data", "in/bad_images", "out/p"],
+    "prepare-data: into itself": ["prepare-data", "in/imgs", "in/imgs/small"],
+    "prepare-data: zero size": ["prepare-data", "in/imgs", "out/p", "--size", "0"],
     # the command itself
     "no subcommand": [],
     "unknown subcommand": ["paint"],

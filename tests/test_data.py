@@ -72,3 +72,22 @@ def test_builtin_images_are_deterministic_varied_and_split():
         BuiltinImages(size=30)
     with pytest.raises(ValueError, match="split"):
         BuiltinImages("val")
+
+
+def test_prepare_data_writes_a_smaller_upright_copy_and_a_file_list(tmp_path, capsys):
+    from deepfill_min.cli import main  # noqa: PLC0415
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((300, 400, 3)) * 255).astype(np.uint8)).save(src / "wide.jpg")
+    Image.fromarray((rng.random((60, 50, 3)) * 255).astype(np.uint8)).save(src / "sub" / "small.bmp")
+    (src / "broken.png").write_bytes(b"junk")
+    assert main(["prepare-data", str(src), str(tmp_path / "dst"), "--size", "128", "--workers", "2"]) == 0
+    assert "broken.png" in capsys.readouterr().err  # skipped with a warning, not fatal
+    listed = (tmp_path / "dst" / "files.flist").read_text().split()
+    assert listed == ["sub/small.png", "wide.jpg"]
+    with Image.open(tmp_path / "dst" / "wide.jpg") as wide, Image.open(tmp_path / "dst" / "sub" / "small.png") as small:
+        assert wide.size == (171, 128) and small.size == (50, 60)  # short side 128; small images are not enlarged
+    data = ImageFiles(tmp_path / "dst" / "files.flist", image_size=(64, 64))
+    assert len(data) == 2 and data.load(0).shape == (3, 64, 64)
