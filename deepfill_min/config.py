@@ -72,6 +72,7 @@ class Config:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: str = "none"  # "none" or "bf16" (autocast)
     channels_last: bool = False
+    gpu_defaults: bool = True  # on CUDA: bf16 autocast, channels_last, cudnn.benchmark; false: strict float32
     compile: bool = False
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -26,20 +27,29 @@ def _indices(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(nearest_ac_indices(n_in, n_out)).to(device)
 
 
-def resize_nearest_ac(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    r"""Nearest resize with align_corners=True (§2.2): a gather of rows and columns, not ``F.interpolate``.
+@functools.lru_cache(maxsize=256)
+def _selection(n_in: int, n_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(n_out, n_in) one-hot rows picking the align-corners nearest source of each output (built once, on the host)."""
+    return torch.from_numpy(np.eye(n_in)[nearest_ac_indices(n_in, n_out)]).to(device, dtype)
 
-    The gather is written as $R\,x\,C^\top$ with one-hot selection matrices (one 1 per row), which is exact for finite
-    `x` ($x_k \cdot 1 + \sum 0 \cdot x_j = x_k$) and costs nothing next to the attention's matmuls. It replaces
-    ``index_select``, whose backward, compiled by inductor's vectorised C++ code inside the attention, corrupted the
-    heap in torch 2.13 (``compile=true`` on the CPU); the matmul compiles cleanly.
+
+def resize_nearest_ac(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    r"""Nearest resize with align_corners=True (§2.2): an index gather of rows and columns, not ``F.interpolate``.
+
+    Under ``torch.compile`` the gather is written as $R\,x\,C^\top$ with one-hot selection matrices instead, exact
+    for finite `x` ($x_k \cdot 1 + \sum 0 \cdot x_j = x_k$): the backward of ``index_select``, compiled by
+    inductor's vectorised C++ code inside the attention, corrupted the heap in torch 2.13 (``compile=true`` on the
+    CPU), and the matmul compiles cleanly. Eager code keeps the cheaper gather. Both tables are cached per shape and
+    device, so no call reads anything back from the device.
     """
+    if torch.compiler.is_compiling():
+        with torch.autocast(x.device.type, enabled=False):  # a selection: no rounding to a lower precision
+            R = _selection(x.shape[-2], size[0], x.device, x.dtype)
+            C = _selection(x.shape[-1], size[1], x.device, x.dtype)
+            return R @ x @ C.T
     rows = _indices(x.shape[-2], size[0], x.device)
     cols = _indices(x.shape[-1], size[1], x.device)
-    with torch.autocast(x.device.type, enabled=False):  # a selection: no rounding to a lower precision
-        R = F.one_hot(rows, x.shape[-2]).to(x.dtype)
-        C = F.one_hot(cols, x.shape[-1]).to(x.dtype)
-        return R @ x @ C.T
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def unfold_same(x: torch.Tensor, k: int, s: int = 1) -> torch.Tensor:

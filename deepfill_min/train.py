@@ -20,6 +20,10 @@ generator is wrapped in ``DistributedDataParallel`` (with ``find_unused_paramete
 network, whose stage 2 gets no gradient); the critics' gradients are averaged in one flat all-reduce. Every rank
 draws its own data, stops on the same step (Ctrl-C or NaN on any rank), and waits while rank 0 writes a checkpoint.
 
+**GPU defaults** (``gpu_defaults=true``, on CUDA only): bf16 autocast, channels_last and ``cudnn.benchmark``; the
+matmuls stay float32 (TF32 inputs put the attention's output 2.4e-3 off float64 against float32's 8.6e-6,
+``benchmarks/tf32_attention.py``). ``gpu_defaults=false`` is strict float32, cuDNN's TF32 convolutions included.
+
 ``compile=true`` compiles the generator for both its passes, the no-grad one of the critic updates and the training
 one (the critics stay eager: the penalty's double backward is not supported by compiled autograd).
 """
@@ -65,10 +69,14 @@ class Trainer:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.world, self.device = distributed.setup(cfg.device)
         self.rank = self.world.rank
+        gpu = self.device.type == "cuda" and cfg.gpu_defaults
+        self.amp = "bf16" if gpu else cfg.amp
+        if self.device.type == "cuda":  # matmuls stay float32: TF32 would cost the attention's fidelity
+            torch.backends.cudnn.benchmark = torch.backends.cudnn.allow_tf32 = cfg.gpu_defaults
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.G = Generator(cfg.cnum, attention=cfg.attention).to(self.device)
         self.D = Discriminator(cfg.image_size, cfg.hole_size, cfg.d_cnum).to(self.device)
-        if cfg.channels_last:
+        if cfg.channels_last or gpu:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)  # fused: no host read of the step count
         self.opt_g = torch.optim.Adam(self.G.parameters(), **adam)
@@ -137,7 +145,7 @@ class Trainer:
         return x, mask, torch.tensor(boxes)
 
     def _autocast(self):
-        return torch.autocast(self.device.type, torch.bfloat16) if self.cfg.amp == "bf16" else nullcontext()
+        return torch.autocast(self.device.type, torch.bfloat16) if self.amp == "bf16" else nullcontext()
 
     def d_step(self, phase: int = 0) -> dict[str, torch.Tensor]:
         """One critic update on batch `phase` of this step."""

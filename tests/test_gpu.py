@@ -52,3 +52,26 @@ def test_cuda_layer_equals_the_oracle(case):
     y, _ = contextual_attention(*args, **case["kwargs"], chunk_size=7)
     assert y.is_cuda
     np.testing.assert_allclose(y.cpu().numpy(), y_ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_training_iterations_never_wait_for_the_gpu(tmp_path):
+    """Between logging steps a CUDA run makes no synchronising call: the sync debug mode turns any into an error."""
+    import small_runs  # noqa: PLC0415
+
+    from deepfill_min.config import make_config  # noqa: PLC0415
+    from deepfill_min.train import Trainer  # noqa: PLC0415
+
+    cfg = make_config("tiny", overrides=[*small_runs.SMALL, "device=cuda", "num_workers=1", "d_steps=2",
+                                         "log_every=100", "checkpoint_every=100"])  # fmt: skip
+    trainer = Trainer(cfg, tmp_path)
+    trainer.iteration()  # warm-up: cuDNN's algorithm search and the loader's start may synchronise
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.iteration()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    rows, stop = trainer.log.flush()  # the one read
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and not stop
