@@ -81,3 +81,15 @@ def test_tutorial_notebooks_are_committed_small_with_outputs_and_no_machine_path
         assert "SCALE KNOB" in text, f"{path.name} lacks the marked scale-up cell"
         for root in ("/work/", "/home/", "/Users/", "/tmp/"):
             assert root not in text, f"{path.name} mentions a path of the machine it ran on ({root})"
+
+
+def test_every_spec_reference_resolves_to_a_heading_of_docs_spec():
+    """Code, tests, notebooks and docs cite the spec as "§N" or "§N.M": each must be a heading of docs/spec.md."""
+    headings = set(re.findall(r"^#+ (\d+(?:\.\d+)?)[. ]", (ROOT / "docs" / "spec.md").read_text(), re.MULTILINE))
+    sources = [*ROOT.glob("deepfill_min/*.py"), *ROOT.glob("reference/*.py"), *ROOT.glob("tests/*.py"),
+               *ROOT.glob("tutorial/*.ipynb"), *ROOT.glob("benchmarks/*.py"), ROOT / "README.md",
+               *(p for p in ROOT.glob("docs/*.md") if p.name != "spec.md")]  # fmt: skip
+    cited = {(m, p.name) for p in sources for m in re.findall(r"§ ?(\d+(?:\.\d+)?)", p.read_text())}
+    assert cited, "no § references found: the pattern is wrong"
+    missing = sorted(f"§{number} ({name})" for number, name in cited if number.rstrip(".") not in headings)
+    assert not missing, f"references without a heading in docs/spec.md: {missing}"
