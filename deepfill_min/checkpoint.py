@@ -7,7 +7,7 @@ folder and renamed over the target (``os.replace`` is atomic), so a crash never 
 **Loading cannot execute code.** A ``.pt`` file is a pickle, and unpickling may call any Python function the file
 names (the classic hole PyTorch's documentation warns about). Every checkpoint is therefore read with
 ``torch.load(weights_only=True)``, whose unpickler builds only tensors, numbers, strings, lists, tuples and dicts:
-exactly what a checkpoint here holds (the random states are byte tensors, the config a dict). A file that needs
+exactly what a checkpoint here holds (models, optimisers, the step, the config as a dict). A file that needs
 anything more is refused with one line naming the file and the object it asked for. To share weights, prefer
 ``.safetensors`` (`deepfill_min.weights`): a JSON header and raw bytes, no code at all.
 """

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from .files import check_folder_out
 from .images import one_line
 
 
@@ -64,9 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import make_config  # noqa: PLC0415
     from .experiment import config_from_run, train_and_evaluate  # noqa: PLC0415
 
-    run_dir = Path(args.run_dir or f"runs/{args.preset}")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--run-dir {run_dir} is a file, expected a folder")
+    run_dir = check_folder_out(args.run_dir or f"runs/{args.preset}", "--run-dir")
     if args.resume:
         cfg = config_from_run(run_dir, args.overrides)
     else:
@@ -125,9 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, evaluation_images, write_tables  # noqa: PLC0415
     from .weights import load_generator  # noqa: PLC0415
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, expected a folder")
+    out = check_folder_out(args.out, "--out")
     size, hole = tuple(args.image_size), tuple(args.hole_size)
     if any(s < 16 or s % 8 for s in size):
         raise ValueError(f"--image-size must be two multiples of 8 of at least 16, got {list(size)}")
@@ -240,8 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    print(f"deepfill-min: warning: {str(message).strip().splitlines()[0] if str(message).strip() else category}",
-          file=sys.stderr)  # fmt: skip
+    print(f"deepfill-min: warning: {one_line(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

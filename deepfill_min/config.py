@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from .images import check_file, one_line
+from .masks import check_box_fits
 
 
 @dataclass
@@ -102,9 +103,7 @@ class Config:
             raise ValueError(f"num_workers must be -1 (automatic), 0 or more, got {self.num_workers}")
         if self.cnum % 2:
             raise ValueError(f"cnum must be even, got {self.cnum}")
-        if any(s - 2 * m - hs < 1 for s, m, hs in zip(self.image_size, self.margin, self.hole_size, strict=True)):
-            raise ValueError(f"hole_size {self.hole_size} with margin {self.margin} does not fit in image_size "
-                             f"{self.image_size}")  # fmt: skip
+        check_box_fits(self.image_size, self.hole_size, self.margin)
         for key in ("lr", "coarse_l1_alpha", "l1_loss_alpha", "ae_loss_alpha", "gan_loss_alpha",
                     "global_wgan_loss_alpha", "wgan_gp_lambda"):  # fmt: skip
             value = getattr(self, key)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +69,15 @@ def read_table(path: Path) -> dict[bytes, bytes]:
     data = path.read_bytes()
     if len(data) < 48 or struct.unpack_from("<Q", data, len(data) - 8)[0] != TABLE_MAGIC:
         raise ValueError(f"{path} is not a TensorFlow checkpoint index (bad table magic)")
-    try:
+    with _damaged_index(path):
         return _table_entries(data)
+
+
+@contextmanager
+def _damaged_index(path: Path) -> Iterator[None]:
+    """Turn the parsers' errors on a damaged index (short reads, bad varints, wrong wire types) into one line."""
+    try:
+        yield
     except (IndexError, struct.error, ValueError, OverflowError) as err:
         raise ValueError(f"{path} is a damaged TensorFlow checkpoint index ({type(err).__name__}: {err})") from None
 
@@ -152,11 +161,9 @@ def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     prefix = checkpoint_prefix(path)
     index = prefix.with_name(prefix.name + ".index")
     table = read_table(index)
-    try:
+    with _damaged_index(index):
         header = dict(_fields(table.pop(b"", b"")))
         entries = {key: _entry(value) for key, value in table.items()}
-    except (IndexError, struct.error, ValueError, OverflowError) as err:
-        raise ValueError(f"{index} is a damaged TensorFlow checkpoint index ({type(err).__name__}: {err})") from None
     n_shards = header.get(1, 1)
     if not isinstance(n_shards, int) or not 1 <= n_shards < 100_000:
         raise ValueError(f"{index} is a damaged TensorFlow checkpoint index (number of shards {n_shards!r})")

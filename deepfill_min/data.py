@@ -35,11 +35,29 @@ COLOR_ORDERS = ("rgb", "bgr")
 TEST_SEED_OFFSET = 1_000_000
 
 
+def in_color_order(rgb: np.ndarray, color_order: str) -> np.ndarray:
+    """HxWx3 RGB as it is for ``"rgb"``, with its channels reversed (contiguous) for ``"bgr"``."""
+    return np.ascontiguousarray(rgb[..., ::-1]) if color_order == "bgr" else rgb
+
+
 def to_tensor(rgb: np.ndarray, color_order: str = "rgb") -> torch.Tensor:
     """HxWx3 uint8 (or float in [0, 1]) -> (3, H, W) float in [-1, 1], channels flipped for ``"bgr"``."""
-    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float()  # a writable copy (PIL arrays are read-only)
-    x = x / 127.5 - 1 if rgb.dtype == np.uint8 else x * 2 - 1
-    return x.flip(0) if color_order == "bgr" else x
+    x = torch.from_numpy(np.array(in_color_order(rgb, color_order))).permute(2, 0, 1).float()  # a writable copy
+    return x / 127.5 - 1 if rgb.dtype == np.uint8 else x * 2 - 1
+
+
+class ImageSource(torch.utils.data.Dataset):
+    """What both sources share: `load_uint8` gives (H, W, 3) uint8; `load` and indexing give float tensors."""
+
+    def load_uint8(self, index: int, generator: torch.Generator | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def load(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`load_uint8` as a (3, H, W) float tensor in [-1, 1]."""
+        return to_tensor(self.load_uint8(index, generator))
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.load(index)
 
 
 def is_image_name(path: Path) -> bool:
@@ -78,7 +96,7 @@ def fit(img: Image.Image, size: tuple[int, int], random_crop: bool, generator: t
     return img.crop((left, top, left + w, top + h))
 
 
-class ImageFiles(torch.utils.data.Dataset):
+class ImageFiles(ImageSource):
     """Images from a folder or a ``.flist``; `load(i, generator)` makes the random crop reproducible."""
 
     def __init__(self, source: str | Path, image_size: tuple[int, int] = (256, 256), random_crop: bool = False,
@@ -105,16 +123,8 @@ class ImageFiles(torch.utils.data.Dataset):
                     self.skipped.add(path)
                     warnings.warn(f"skipping unreadable image: {err}", stacklevel=2)
                 continue
-            fitted = np.asarray(fit(rgb, self.image_size, self.random_crop, generator))
-            return np.ascontiguousarray(fitted[..., ::-1]) if self.color_order == "bgr" else fitted
+            return in_color_order(np.asarray(fit(rgb, self.image_size, self.random_crop, generator)), self.color_order)
         raise ValueError(f"none of the {len(self.files)} images could be read (the first: {self.files[0]})")
-
-    def load(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`load_uint8` as a (3, H, W) float tensor in [-1, 1]."""
-        return to_tensor(self.load_uint8(index, generator))
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.load(index)
 
 
 @functools.cache
@@ -160,7 +170,7 @@ def procedural_image(seed: int, size: int = 64) -> np.ndarray:
     return np.asarray(crop.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
 
 
-class BuiltinImages(torch.utils.data.Dataset):
+class BuiltinImages(ImageSource):
     """`length` procedural images of `size`×`size`; ``split="test"`` uses seeds disjoint from ``"train"``."""
 
     def __init__(self, split: str = "train", size: int = 64, length: int | None = None,
@@ -180,12 +190,6 @@ class BuiltinImages(torch.utils.data.Dataset):
 
     def load_uint8(self, index: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Image `index` as an 8-bit picture (H, W, 3) uint8 in the colour order, like a file would give it."""
-        rgb = np.rint(procedural_image(self.offset + index, self.size) * 255).astype(np.uint8)
-        return np.ascontiguousarray(rgb[..., ::-1]) if self.color_order == "bgr" else rgb
+        return in_color_order(np.rint(procedural_image(self.offset + index, self.size) * 255).astype(np.uint8),
+                              self.color_order)  # fmt: skip
 
-    def load(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`load_uint8` as a (3, H, W) float tensor in [-1, 1]."""
-        return to_tensor(self.load_uint8(index, generator))
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.load(index)

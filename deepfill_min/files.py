@@ -78,6 +78,14 @@ def check_image_out(path: str | Path, what: str = "--out") -> Path:
     return path
 
 
+def check_folder_out(path: str | Path, what: str) -> Path:
+    """`path` if an output folder can go there: it is a folder or does not exist yet (not a file)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, expected a folder")
+    return path
+
+
 def write_image(image: np.ndarray, path: str | Path) -> Path:
     """Write an (H, W, 3) uint8 RGB array atomically, in the format of the suffix (JPEG at quality 95)."""
     fmt = image_format(path)

@@ -30,14 +30,20 @@ from PIL import Image, ImageDraw
 MASK_MODES = ("shared", "per_sample")
 
 
+def check_box_fits(image_size: tuple[int, int], hole_size: tuple[int, int], margin: tuple[int, int]) -> None:
+    """A ValueError unless a box of `hole_size` has at least one position inside the `margin`s of `image_size`."""
+    (H, W), (h, w), (mv, mh) = image_size, hole_size, margin
+    if H - 2 * mv - h < 1 or W - 2 * mh - w < 1:
+        raise ValueError(f"hole_size {hole_size} with margin {margin} does not fit in image_size {image_size}")
+
+
 def random_bbox(
     n: int, image_size: tuple[int, int], hole_size: tuple[int, int], margin: tuple[int, int] = (0, 0),
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """`n` boxes (top, left, height, width) as an int64 tensor (n, 4), placed uniformly inside the margins."""
+    check_box_fits(image_size, hole_size, margin)
     (H, W), (h, w), (mv, mh) = image_size, hole_size, margin
-    if H - 2 * mv - h < 1 or W - 2 * mh - w < 1:
-        raise ValueError(f"hole_size {hole_size} with margin {margin} does not fit in image_size {image_size}")
     top = torch.randint(mv, H - mv - h, (n,), generator=generator)
     left = torch.randint(mh, W - mh - w, (n,), generator=generator)
     return torch.stack([top, left, torch.full_like(top, h), torch.full_like(top, w)], dim=1)

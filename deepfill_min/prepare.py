@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .data import list_images
-from .files import write_atomic, write_image
+from .files import check_folder_out, write_atomic, write_image
 from .images import open_rgb
 from .pairs import same_path
 
@@ -53,18 +54,17 @@ def resize_one(job: tuple[Path, Path, int, bool]) -> str | None:
 
 def prepare_data(src: str | Path, dst: str | Path, size: int = 256, workers: int = 1, overwrite: bool = False) -> Path:
     """Resize every image of `src` into `dst` (see the module docstring); returns the written ``files.flist``."""
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(src), check_folder_out(dst, "DST")
     if size < 8:
         raise ValueError(f"--size must be at least 8, got {size}")
-    if dst.exists() and not dst.is_dir():
-        raise ValueError(f"DST {dst} is a file, expected a folder")
     root = src if src.is_dir() else src.parent
     if same_path(dst, root) or (dst.resolve().is_relative_to(root.resolve()) and src.is_dir()):
         raise ValueError(f"DST {dst} must not be SRC {src} or inside it")
     files = list_images(src)
     jobs = [(p, _target(src, p, dst, i), size, overwrite) for i, p in enumerate(files)]
-    with multiprocessing.Pool(workers) if workers > 1 else _Serial() as pool:
-        results = list(tqdm(pool.imap(resize_one, jobs, chunksize=8), total=len(jobs), unit="image", disable=None))
+    with multiprocessing.Pool(workers) if workers > 1 else nullcontext() as pool:
+        mapped = pool.imap(resize_one, jobs, chunksize=8) if pool is not None else map(resize_one, jobs)
+        results = list(tqdm(mapped, total=len(jobs), unit="image", disable=None))
     written = [out for (_, out, _, _), why in zip(jobs, results, strict=True) if why is None]
     if not written:
         raise ValueError(f"none of the {len(files)} images of {src} could be read (the first: {files[0]})")
@@ -74,15 +74,3 @@ def prepare_data(src: str | Path, dst: str | Path, size: int = 256, workers: int
     listing = "".join(f"{p.relative_to(dst)}\n" for p in written).encode()
     return write_atomic(dst / "files.flist", lambda f: f.write(listing))
 
-
-class _Serial:
-    """A stand-in for a process pool of one: `imap` in this process."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def imap(self, fn, jobs, chunksize: int = 1):  # noqa: ANN001
-        return map(fn, jobs)

@@ -126,7 +126,8 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the newest checkpoint of the run directory (and drop log rows written after it)."""
         found = list_checkpoints(self.run_dir)
-        self.load_state_dict(load_checkpoint(self.run_dir, self.device), found[-1] if found else self.run_dir)
+        path = found[-1] if found else self.run_dir  # a folder without checkpoints: load_checkpoint says so
+        self.load_state_dict(load_checkpoint(path, self.device), path)
         self.log.truncate(self.step)
 
     def save(self) -> Path | None:

@@ -125,20 +125,22 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return G.to(device).eval(), color_order
 
 
+def _safetensors_out(out: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out} must end in .safetensors")
+    return out
+
+
 def save_generator(state: dict[str, torch.Tensor], config: dict, color_order: str, out: str | Path) -> Path:
     """Write a generator state dict as ``.safetensors`` (config and colour order in the metadata), atomically."""
     from safetensors.torch import save  # noqa: PLC0415
 
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out {out} must end in .safetensors")
+    out = _safetensors_out(out)
     if color_order not in COLOR_ORDERS:
         raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
-    conv1 = state.get("conv1.weight")
-    if conv1 is None:
-        raise ValueError("the state dict holds no conv1.weight: is it a generator's?")
-    config = {**config, "color_order": color_order, "cnum": int(conv1.shape[0]),  # what the tensors say wins
-              "attention": any(k.startswith("pmconv") for k in state)}  # fmt: skip
+    cnum, attention = _architecture(state, {}, out)  # what the tensors say wins over the config
+    config = {**config, "color_order": color_order, "cnum": cnum, "attention": attention}
     meta = {"format": FORMAT, "version": __version__, "color_order": color_order,
             "config": json.dumps(config, allow_nan=False)}  # fmt: skip
     data = save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=meta)
@@ -147,8 +149,7 @@ def save_generator(state: dict[str, torch.Tensor], config: dict, color_order: st
 
 def export_generator(source: str | Path, out: str | Path) -> Path:
     """``deepfill-min export``: the generator of a run or checkpoint alone, as ``.safetensors``."""
-    if Path(out).suffix != ".safetensors":
-        raise ValueError(f"--out {out} must end in .safetensors")
+    _safetensors_out(out)  # before the work of loading
     state, config, color_order = generator_from_file(source)
     return save_generator(state, config, color_order, out)
 
