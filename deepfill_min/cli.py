@@ -120,16 +120,22 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_sizes(image_size: list[int], hole_size: list[int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """--image-size and --hole-size as tuples, checked (multiples of 8 of at least 16; a hole smaller than that)."""
+    size, hole = tuple(image_size), tuple(hole_size)
+    if any(s < 16 or s % 8 for s in size):
+        raise ValueError(f"--image-size must be two multiples of 8 of at least 16, got {list(size)}")
+    if any(h >= s for h, s in zip(hole, size, strict=True)):
+        raise ValueError(f"--hole-size {list(hole)} must be smaller than --image-size {list(size)}")
+    return size, hole
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, evaluation_images, write_tables  # noqa: PLC0415
     from .weights import load_generator  # noqa: PLC0415
 
     out = check_folder_out(args.out, "--out")
-    size, hole = tuple(args.image_size), tuple(args.hole_size)
-    if any(s < 16 or s % 8 for s in size):
-        raise ValueError(f"--image-size must be two multiples of 8 of at least 16, got {list(size)}")
-    if any(h >= s for h, s in zip(hole, size, strict=True)):
-        raise ValueError(f"--hole-size {list(hole)} must be smaller than --image-size {list(size)}")
+    size, hole = check_sizes(args.image_size, args.hole_size)
     generators = {}
     for item in args.checkpoint:
         label, sep, path = item.partition("=")
@@ -138,10 +144,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if label in generators:
             raise ValueError(f"--checkpoint label {label!r} is given twice; name them LABEL=PATH")
         generators[label] = load_generator(path)[0]
-    rows = evaluate(generators, evaluation_images(args.data, size, args.n), hole)
+    images, families = evaluation_images(args.data, size, args.n)
+    rows = evaluate(generators, images, hole, families)
     csv_path, md_path = write_tables(rows, out)
     print(md_path.read_text())
     print(f"wrote {csv_path} and {md_path}")
+    return 0
+
+
+def cmd_holdout(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415
+
+    from .evaluate import evaluation_images, evaluation_masks  # noqa: PLC0415
+    from .holdout import figure_format, save_samples  # noqa: PLC0415
+    from .weights import load_generator  # noqa: PLC0415
+
+    figure_format(args.out)
+    size, hole = check_sizes(args.image_size, args.hole_size)
+    generator, _ = load_generator(args.checkpoint)
+    images, _ = evaluation_images("builtin", size, args.n)
+    masks = torch.cat(evaluation_masks(len(images), size, hole)["random box"])
+    title = f"held-out images, {hole[0]}x{hole[1]} boxes at the evaluation's places ({args.checkpoint})"
+    print(f"wrote {save_samples(generator, images, masks, args.out, title)}")
     return 0
 
 
@@ -191,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     paint = sub.add_parser("inpaint", help="fill the white part of a mask in an image (or folders of pairs)")
-    paint.add_argument("--checkpoint", required=True,
-                       help="a .safetensors file, a checkpoint .pt, or a training run directory")  # fmt: skip
+    paint.add_argument("--checkpoint", default="builtin",
+                       help="'builtin' (the shipped model, the default), a .safetensors file, a checkpoint .pt, or a "
+                            "training run directory")  # fmt: skip
     paint.add_argument("--image", required=True, help="an image, or a folder of images")
     paint.add_argument("--mask", required=True,
                        help="its mask (white = hole), or a folder of masks with the same names (any image suffix)")
@@ -215,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=positive_int, default=32, help="number of images")
     ev.add_argument("--out", default="runs/evaluation", help="folder for results.md and results.csv")
     ev.set_defaults(func=cmd_evaluate)
+
+    hold = sub.add_parser("holdout", help="a figure of a model's fills of held-out built-in images")
+    hold.add_argument("--checkpoint", default="builtin", help="'builtin' (default), a weights file or a run directory")
+    hold.add_argument("--image-size", type=positive_int, nargs=2, default=[128, 128], metavar=("H", "W"))
+    hold.add_argument("--hole-size", type=positive_int, nargs=2, default=[48, 48], metavar=("H", "W"))
+    hold.add_argument("--n", type=positive_int, default=6, help="number of images (rows)")
+    hold.add_argument("--out", default="runs/holdout.png", help="the figure to write (.png, .jpg, .pdf, .svg)")
+    hold.set_defaults(func=cmd_holdout)
 
     conv = sub.add_parser("convert-tf", help="convert an official TensorFlow v1 checkpoint (no TensorFlow needed)")
     conv.add_argument("checkpoint", help="the checkpoint directory (with its 'checkpoint' file) or a snap-N prefix")

@@ -9,9 +9,12 @@ Images are RGB internally; ``color_order="bgr"`` flips them for the official wei
 be read is skipped with a warning naming it and counted (`skipped`); an empty folder or list is an error. Hidden
 files (``.DS_Store``, macOS's ``._photo.jpg``) are not listed.
 
-**Built-in images.** `BuiltinImages` draws seeded, deterministic pictures where copying from the context matters:
-stripes, tiles, dot lattices, a simple landscape, and crops of the photo that ships inside matplotlib. The ``train``
-and ``test`` splits use disjoint seeds, so the test split is held out.
+**Built-in images.** `BuiltinImages` draws seeded, deterministic pictures where copying from the context matters,
+five families in turn: stripes, tiles, dot lattices, a simple landscape, and crops of real photos at random places and
+scales. The ``train`` and ``test`` splits are disjoint: the textures come from disjoint seeds (so every stripe
+angle and period, tile and dot size, colour of the test split is new), and the photos from disjoint photos
+(`deepfill_min.photos`: the test split crops Grace Hopper and scikit-image's cat, the training split the other
+scikit-image photos of the ``photos`` extra).
 
 Both give pixels as 8-bit arrays (`load_uint8`, what the training pipeline ships to the device) or as float tensors
 (3, H, W) in [-1, 1] (`load`, ``x / 127.5 - 1``). The built-in pictures are quantised to 8 bits like any file.
@@ -19,20 +22,21 @@ Both give pixels as 8-bit arrays (`load_uint8`, what the training pipeline ships
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib import cbook
 from PIL import Image
 
-from .images import open_image, open_rgb
+from .images import open_rgb
+from .photos import available_photos, photo
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 COLOR_ORDERS = ("rgb", "bgr")
 TEST_SEED_OFFSET = 1_000_000
+FAMILIES = ("stripes", "bricks", "dots", "landscape", "photo")  # procedural_image's families, by seed % 5
+TRAIN_LENGTH = 100_000  # seeds 0 … 99 999; the test split's start at TEST_SEED_OFFSET
 
 
 def in_color_order(rgb: np.ndarray, color_order: str) -> np.ndarray:
@@ -127,16 +131,21 @@ class ImageFiles(ImageSource):
         raise ValueError(f"none of the {len(self.files)} images could be read (the first: {self.files[0]})")
 
 
-@functools.cache
 def builtin_photo() -> np.ndarray:
-    """The photo that ships inside matplotlib (Grace Hopper), RGB floats in [0, 1]; no download."""
-    return np.asarray(open_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).rgb, np.float32) / 255
+    """The photo that ships inside matplotlib (Grace Hopper), RGB floats in [0, 1]; no download. It is held out."""
+    return photo("hopper")
 
 
-def procedural_image(seed: int, size: int = 64) -> np.ndarray:
-    """A deterministic HxWx3 float image in [0, 1]: stripes, tiles, dots, landscape or photo crop, by seed."""
-    rng = np.random.default_rng(seed)
+def procedural_image(seed: int, size: int = 64, photos: tuple[str, ...] = ("hopper",)) -> np.ndarray:
+    """A deterministic HxWx3 float image in [0, 1]: stripes, tiles, dots, landscape or a crop of one of `photos`.
+
+    The family is ``seed % 5``; the photo family (4) crops one of `photos` (`deepfill_min.photos`) at a random
+    place and scale, or is the family ``seed // 5 % 4`` when `photos` is empty.
+    """
     kind = seed % 5
+    if kind == 4 and not photos:
+        kind = seed // 5 % 4
+    rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     c1, c2, c3 = rng.uniform(0.05, 0.95, size=(3, 3)).astype(np.float32)
     if kind == 0:  # stripes at a random angle and period
@@ -163,10 +172,11 @@ def procedural_image(seed: int, size: int = 64) -> np.ndarray:
         u = (x / spacing) % 1 - 0.5
         tree = (y < horizon) & (y > horizon - 0.25 * (1 - 2 * np.abs(u)))
         return np.where(tree[..., None], c1, img)
-    photo = builtin_photo()  # kind 4: a random crop of the photo, resized
-    side = int(rng.integers(size, min(photo.shape[:2]) + 1))
-    top, left = (int(rng.integers(0, n - side + 1)) for n in photo.shape[:2])
-    crop = Image.fromarray((photo[top : top + side, left : left + side] * 255).astype(np.uint8))
+    source = photo(photos[int(rng.integers(len(photos)))])  # kind 4: a crop of a photo, resized
+    short = min(source.shape[:2])
+    side = int(rng.integers(min(size, short), short + 1))
+    top, left = (int(rng.integers(0, n - side + 1)) for n in source.shape[:2])
+    crop = Image.fromarray((source[top : top + side, left : left + side] * 255).astype(np.uint8))
     return np.asarray(crop.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
 
 
@@ -182,14 +192,23 @@ class BuiltinImages(ImageSource):
         if color_order not in COLOR_ORDERS:
             raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
         self.split, self.size, self.color_order = split, size, color_order
-        self.length = length if length is not None else (4000 if split == "train" else 100)
+        self.length = length if length is not None else (TRAIN_LENGTH if split == "train" else 100)
         self.offset = 0 if split == "train" else TEST_SEED_OFFSET
+        self.photos = available_photos(split)
+        if not self.photos:
+            warnings.warn("the photos extra is not installed: the built-in training images have no photo family "
+                          "(pip install deepfill-min[photos])", stacklevel=2)  # fmt: skip
 
     def __len__(self) -> int:
         return self.length
 
+    def family(self, index: int) -> str:
+        """The family of image `index` (one of `FAMILIES`)."""
+        seed = self.offset + index
+        return FAMILIES[seed % 5 if seed % 5 < 4 or self.photos else seed // 5 % 4]
+
     def load_uint8(self, index: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Image `index` as an 8-bit picture (H, W, 3) uint8 in the colour order, like a file would give it."""
-        return in_color_order(np.rint(procedural_image(self.offset + index, self.size) * 255).astype(np.uint8),
-                              self.color_order)  # fmt: skip
+        image = procedural_image(self.offset + index, self.size, self.photos)
+        return in_color_order(np.rint(image * 255).astype(np.uint8), self.color_order)
 

@@ -96,16 +96,23 @@ class Batches(torch.utils.data.Dataset):
 
 
 class KeySampler(torch.utils.data.Sampler):
-    """(step, phase) keys from `start` on, endlessly, in the order an iteration consumes them."""
+    """(step, phase) keys from `start` on, endlessly, in the order an iteration consumes them.
 
-    def __init__(self, phases: list[int], start: tuple[int, int] = (0, 0)) -> None:
-        self.phases, self.start = phases, start
+    The steps before `warmup` have the generator's phase alone (the reconstruction warm-up); later steps `phases`.
+    """
+
+    def __init__(self, phases: list[int], start: tuple[int, int] = (0, 0), warmup: int = 0) -> None:
+        self.phases, self.start, self.warmup = phases, start, warmup
+
+    def phases_at(self, step: int) -> list[int]:
+        return [PHASE_G] if step < self.warmup else self.phases
 
     def after(self, key: tuple[int, int]) -> tuple[int, int]:
         step, phase = key
-        if phase in self.phases and self.phases.index(phase) + 1 < len(self.phases):
-            return step, self.phases[self.phases.index(phase) + 1]
-        return step + 1, self.phases[0]
+        phases = self.phases_at(step)
+        if phase in phases and phases.index(phase) + 1 < len(phases):
+            return step, phases[phases.index(phase) + 1]
+        return step + 1, self.phases_at(step + 1)[0]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         key = self.start
@@ -126,8 +133,9 @@ def make_loader(batches: Batches, sampler: KeySampler, num_workers: int, pin_mem
 class BatchStream:
     """Hands out batch (step, phase), from the running loader when it is the next one, else from a restarted one."""
 
-    def __init__(self, batches: Batches, phases: list[int], num_workers: int, pin_memory: bool) -> None:
-        self.sampler = KeySampler(phases)
+    def __init__(self, batches: Batches, phases: list[int], num_workers: int, pin_memory: bool,
+                 warmup: int = 0) -> None:  # fmt: skip
+        self.sampler = KeySampler(phases, warmup=warmup)
         self.loader = make_loader(batches, self.sampler, num_workers, pin_memory)
         self._iterator, self._next = None, None
 

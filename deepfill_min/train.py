@@ -92,7 +92,8 @@ class Trainer:
         self.data = make_dataset(cfg.data, "train", cfg)
         self.phases = [PHASE_G] if cfg.pretrain_coarse else [*range(cfg.d_steps), PHASE_G]
         workers = default_workers(self.world.size) if cfg.num_workers < 0 else cfg.num_workers
-        self.stream = BatchStream(Batches(self.data, cfg, self.rank), self.phases, workers, self.device.type == "cuda")
+        self.stream = BatchStream(Batches(self.data, cfg, self.rank), self.phases, workers, self.device.type == "cuda",
+                                  cfg.warmup_iters)  # fmt: skip
         self.discount = spatial_discount(cfg.hole_size, cfg.spatial_discounting_gamma).to(self.device)
         self.log = RunLog(self.run_dir, self.world, self.device)
         self.step = 0
@@ -188,7 +189,7 @@ class Trainer:
         ae = ae_loss(x, x1, x2, mask, cfg.coarse_l1_alpha)
         zero = torch.zeros((), device=self.device)
         g_adv_local = g_adv_global = zero
-        if not cfg.pretrain_coarse:
+        if not (cfg.pretrain_coarse or self.warming_up):
             fake = x2 * mask + xin * (1 - mask)
             self.D.requires_grad_(False)
             with self._autocast():
@@ -202,10 +203,15 @@ class Trainer:
         self.opt_g.step()
         return {"g_loss": g_loss, "l1": l1, "ae": ae, "g_adv_local": g_adv_local, "g_adv_global": g_adv_global}
 
+    @property
+    def warming_up(self) -> bool:
+        """Whether this step is one of the first ``warmup_iters``: no critic, no adversarial loss."""
+        return self.step < self.cfg.warmup_iters
+
     def iteration(self) -> dict:
-        """5 critic updates (none when pretraining the coarse network), then one generator update; no sync."""
+        """5 critic updates (none when pretraining the coarse network or warming up), then one generator update."""
         stats: dict[str, torch.Tensor] = {}
-        for phase in self.phases[:-1]:
+        for phase in self.stream.sampler.phases_at(self.step)[:-1]:
             stats.update(self.d_step(phase))
         stats.update(self.g_step())
         self.step += 1

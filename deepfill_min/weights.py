@@ -5,6 +5,8 @@
 * a training run directory (its newest ``ckpt_*.pt``) or one checkpoint ``.pt``, read without running code
   (`deepfill_min.checkpoint`);
 * a ``.pt`` written by ``deepfill-min convert-tf`` (the official weights);
+* ``"builtin"``: the model this project trained and ships inside the package (``make pretrained``,
+  docs/model-card.md), a half-width generator trained at 128×128 on the built-in images;
 * a ``.safetensors`` file written by `export_generator` (``deepfill-min export``) or by ``convert-tf --out
   x.safetensors``: the generator's 84 tensors (fewer without attention), and in the metadata the training config and
   the colour order. safetensors is a JSON header plus raw little-endian bytes: nothing in it can run code, and it is
@@ -106,9 +108,22 @@ def check_generator_state(tensors: object, config: dict, path: Path) -> tuple[Ge
     return G, state
 
 
+BUILTIN = "builtin"
+BUILTIN_FILE = Path(__file__).parent / "pretrained" / "deepfill-min-128.safetensors"
+
+
+def resolve_weights(path: str | Path) -> Path:
+    """`path` itself, or for ``"builtin"`` the shipped model's file (``make pretrained``, docs/model-card.md)."""
+    if str(path) != BUILTIN:
+        return Path(path)
+    if not BUILTIN_FILE.is_file():
+        raise ValueError(f"the built-in model {BUILTIN_FILE.name} is missing from this installation")
+    return BUILTIN_FILE
+
+
 def generator_from_file(path: str | Path) -> tuple[dict, dict, str]:
-    """(float32 state dict, config, colour order) of any weights file or run directory, checked."""
-    path = Path(path)
+    """(float32 state dict, config, colour order) of any weights file, run directory or ``"builtin"``, checked."""
+    path = resolve_weights(path)
     tensors, config, color_order = _declared(path)
     if color_order not in COLOR_ORDERS:
         raise ValueError(f"checkpoint {path}: color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
@@ -117,7 +132,8 @@ def generator_from_file(path: str | Path) -> tuple[dict, dict, str]:
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, str]:
-    """The generator of a weights file or run directory, in eval mode on `device`, and its colour order."""
+    """The generator of a weights file, a run directory or ``"builtin"`` (the shipped model), in eval mode on
+    `device`, and its colour order."""
     device = resolve_device(str(device))
     state, config, color_order = generator_from_file(path)
     G = Generator(config["cnum"], attention=config["attention"])

@@ -15,6 +15,7 @@ import torch
 from deepfill_min.checkpoint import list_checkpoints, load_checkpoint
 from deepfill_min.config import make_config
 from deepfill_min.generator import Generator
+from deepfill_min.pipeline import PHASE_G
 from deepfill_min.train import NonFiniteLoss, Trainer
 
 SMALL = [*small_runs.SMALL, "d_steps=2", "log_every=1", "sample_every=1000"]
@@ -89,6 +90,32 @@ def test_pretrain_coarse_leaves_the_critics_untouched(tmp_path):
     trainer.train()
     assert all(torch.equal(before[k], v) for k, v in trainer.D.state_dict().items())
     assert (tmp_path / "log.csv").read_text().splitlines()[1].split(",")[6] == ""  # no d_loss column value
+
+
+def test_warmup_trains_the_generator_alone_then_the_schedule_starts(tmp_path):
+    """The first ``warmup_iters`` iterations: one generator batch each, no critic update, no adversarial term."""
+    trainer = Trainer(small("max_iters=3", "warmup_iters=2"), tmp_path)
+    before = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    asked = []
+    get = trainer.stream.get
+    trainer.stream.get = lambda step, phase: asked.append((step, phase)) or get(step, phase)
+    rows = [trainer.iteration() for _ in range(2)]
+    assert asked == [(0, PHASE_G), (1, PHASE_G)] and all(float(r["g_adv_local"]) == 0 for r in rows)
+    assert all(torch.equal(before[k], v) for k, v in trainer.D.state_dict().items())
+    trainer.iteration()
+    assert asked[2:] == [(2, 0), (2, 1), (2, PHASE_G)]
+    assert not all(torch.equal(before[k], v) for k, v in trainer.D.state_dict().items())
+
+
+def test_a_run_resumed_inside_the_warmup_equals_a_run_straight_through(tmp_path):
+    straight = Trainer(small("max_iters=3", "warmup_iters=2", "num_workers=0"), tmp_path / "a")
+    straight.train()
+    first = Trainer(small("max_iters=1", "warmup_iters=2", "num_workers=0"), tmp_path / "b")
+    first.train()
+    second = Trainer(small("max_iters=3", "warmup_iters=2", "num_workers=0"), tmp_path / "b")
+    second.resume()
+    second.train()
+    _assert_same_state(straight.state_dict(), second.state_dict())
 
 
 @pytest.mark.parametrize(
