@@ -1,9 +1,11 @@
 """Built-in images by name, for demos and tests: nothing is ever downloaded.
 
-``"hopper"`` is the real photo that ships inside matplotlib's wheel (Grace Hopper), centre-cropped to a square.
+``"hopper"`` is the real photo that ships inside matplotlib's wheel (Grace Hopper), centre-cropped to a square; it
+belongs to the held-out split (`deepfill_min.photos`), so the shipped model has never seen it.
 The other names are seeded, deterministic pictures from `deepfill_min.data.procedural_image` (the generator behind
-the built-in training set), chosen because copying patches from the context visibly matters for them: repeated
-structure (``"bricks"``, ``"stripes"``, ``"dots"``) or a scene with a horizon (``"landscape"``).
+the built-in images; their seeds 0-3 are training seeds), chosen because copying patches from the context visibly
+matters for them: repeated structure (``"bricks"``, ``"stripes"``, ``"dots"``) or a scene with a horizon
+(``"landscape"``).
 
 `builtin_image` returns float32 HxWx3 RGB in [0, 1], the same for the same arguments on every machine.
 """

@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from deepfill_min.data import BuiltinImages, ImageFiles, list_images, procedural_image
+from deepfill_min import photos
+from deepfill_min.data import FAMILIES, BuiltinImages, ImageFiles, list_images, procedural_image
+from deepfill_min.photos import available_photos, photo
 
 
 def _write(path, h=40, w=60, value=200):
@@ -72,6 +74,26 @@ def test_builtin_images_are_deterministic_varied_and_split():
         BuiltinImages(size=30)
     with pytest.raises(ValueError, match="split"):
         BuiltinImages("val")
+
+
+def test_the_photo_family_crops_disjoint_photos_in_the_two_splits(monkeypatch):
+    train, test = available_photos("train"), available_photos("test")
+    assert train and "hopper" in test and not set(train) & set(test)
+    for name in (*train, *test):
+        assert photo(name).shape[2] == 3 and photo(name).dtype == np.float32
+    data = BuiltinImages("test", size=64)
+    families = [data.family(i) for i in range(10)]
+    assert families == list(FAMILIES) * 2
+    assert BuiltinImages("train", size=64).photos == train
+
+
+def test_without_the_photos_extra_the_training_split_says_so_and_keeps_five_families(monkeypatch):
+    monkeypatch.setattr(photos, "_skimage_data", lambda: None)
+    with pytest.warns(UserWarning, match="photos extra"):
+        data = BuiltinImages("train", size=32, length=10)
+    assert data.photos == () and [data.family(i) for i in (4, 9, 14)] == ["stripes", "bricks", "dots"]
+    assert np.array_equal(data.load_uint8(9), np.rint(procedural_image(9, 32, ()) * 255).astype(np.uint8))
+    assert BuiltinImages("test", size=32).photos == ("hopper",)  # matplotlib's photo is always there
 
 
 def test_prepare_data_writes_a_smaller_upright_copy_and_a_file_list(tmp_path, capsys):

@@ -46,11 +46,35 @@ def test_mask_set_is_fixed_and_evaluation_ranks_methods():
     rows = evaluate({"a": Generator(cnum=8), "b": Generator(cnum=8, attention=False)}, images, (16, 16))
     names = {r["method"] for r in rows}
     assert {"coarse (a)", "model (a)", "model (b)"} <= names and len(rows) == 2 * 2 * len(names)
+    assert {r["group"] for r in rows} == {"all"}  # no families given
+
+
+def test_random_boxes_have_the_hole_size_exactly():
+    for mask in evaluation_masks(20, (48, 40), (16, 8))["random box"]:
+        rows, cols = torch.nonzero(mask[0, 0], as_tuple=True)
+        assert mask.sum() == 16 * 8 and rows.max() - rows.min() == 15 and cols.max() - cols.min() == 7
+
+
+def test_families_are_averaged_separately():
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    images[2:] = 0  # two flat images: the mean fill is exact on them
+    rows = evaluate({}, images, (16, 16), families=["noise", "noise", "flat", "flat"])
+    fill = {r["group"]: r for r in rows if r["method"] == "mean fill" and r["masks"] == "centre"}
+    assert fill["flat"]["mean_l1"] == 0 and fill["flat"]["n"] == 2
+    assert fill["all"]["mean_l1"] == pytest.approx(fill["noise"]["mean_l1"] / 2)
 
 
 def test_evaluate_command_writes_tables(tmp_path, capsys):
-    assert main(["evaluate", "--n", "2", "--image-size", "32", "32", "--hole-size", "16", "16", "--out",
+    assert main(["evaluate", "--n", "5", "--image-size", "32", "32", "--hole-size", "16", "16", "--out",
                  str(tmp_path)]) == 0  # fmt: skip
     text = (tmp_path / "results.md").read_text()
     assert "| mean fill |" in text and "centre masks, hole" in text and (tmp_path / "results.csv").is_file()
+    assert "hole mean L1 by family" in text and "| method | all | stripes | bricks | dots | landscape | photo |" in text
     assert "wrote" in capsys.readouterr().out
+
+
+def test_holdout_command_draws_a_model_s_fills(tmp_path, capsys):
+    out = tmp_path / "fills.png"
+    assert main(["holdout", "--n", "2", "--image-size", "32", "32", "--hole-size", "8", "8", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000 and str(out) in capsys.readouterr().out
+    assert main(["holdout", "--out", str(tmp_path / "fills.txt")]) == 2
