@@ -192,6 +192,13 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_size_options(parser: argparse.ArgumentParser, image: list[int], hole: list[int], n: int, n_help: str) -> None:
+    """--image-size, --hole-size and --n of the commands that work on held-out images."""
+    parser.add_argument("--image-size", type=positive_int, nargs=2, default=image, metavar=("H", "W"))
+    parser.add_argument("--hole-size", type=positive_int, nargs=2, default=hole, metavar=("H", "W"))
+    parser.add_argument("--n", type=positive_int, default=n, help=n_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="deepfill-min", description="DeepFill v1 with contextual attention.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,17 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", nargs="*", default=[], metavar="[LABEL=]PATH",
                     help="weights files or run directories to compare (none: the baselines only)")  # fmt: skip
     ev.add_argument("--data", default="builtin", help="'builtin' (the held-out split), a folder or a .flist")
-    ev.add_argument("--image-size", type=positive_int, nargs=2, default=[64, 64], metavar=("H", "W"))
-    ev.add_argument("--hole-size", type=positive_int, nargs=2, default=[32, 32], metavar=("H", "W"))
-    ev.add_argument("--n", type=positive_int, default=32, help="number of images")
+    add_size_options(ev, [64, 64], [32, 32], 32, "number of images")
     ev.add_argument("--out", default="runs/evaluation", help="folder for results.md and results.csv")
     ev.set_defaults(func=cmd_evaluate)
 
     hold = sub.add_parser("holdout", help="a figure of a model's fills of held-out built-in images")
     hold.add_argument("--checkpoint", default="builtin", help="'builtin' (default), a weights file or a run directory")
-    hold.add_argument("--image-size", type=positive_int, nargs=2, default=[128, 128], metavar=("H", "W"))
-    hold.add_argument("--hole-size", type=positive_int, nargs=2, default=[48, 48], metavar=("H", "W"))
-    hold.add_argument("--n", type=positive_int, default=6, help="number of images (rows)")
+    add_size_options(hold, [128, 128], [48, 48], 6, "number of images (rows)")
     hold.add_argument("--out", default="runs/holdout.png", help="the figure to write (.png, .jpg, .pdf, .svg)")
     hold.set_defaults(func=cmd_holdout)
 
