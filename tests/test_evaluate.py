@@ -59,7 +59,8 @@ def test_families_are_averaged_separately():
     images = torch.rand(4, 3, 32, 32) * 2 - 1
     images[2:] = 0  # two flat images: the mean fill is exact on them
     rows = evaluate({}, images, (16, 16), families=["noise", "noise", "flat", "flat"])
-    fill = {r["group"]: r for r in rows if r["method"] == "mean fill" and r["masks"] == "centre"}
+    hole = [r for r in rows if r["masks"] == "centre" and r["region"] == "hole"]
+    fill = {r["group"]: r for r in hole if r["method"] == "mean fill"}
     assert fill["flat"]["mean_l1"] == 0 and fill["flat"]["n"] == 2
     assert fill["all"]["mean_l1"] == pytest.approx(fill["noise"]["mean_l1"] / 2)
 
