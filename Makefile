@@ -42,7 +42,7 @@ results: $(STAMP)
 	cp runs/results/results.csv docs/results.csv
 	@echo "table: runs/results/results.md (docs/results.md quotes it; docs/results.csv is its copy)"
 
-# the shipped model, from scratch (about 65 minutes on 2 CPU cores): train the builtin-128 preset, export its
+# the shipped model, from scratch (about 50 minutes on 2 CPU cores): train the builtin-128 preset, export its
 # generator into the package, keep the log, the held-out pictures and the evaluation beside docs/model-card.md
 SHIPPED := deepfill_min/pretrained/deepfill-min-128.safetensors
 pretrained: $(STAMP)

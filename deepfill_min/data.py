@@ -136,15 +136,20 @@ def builtin_photo() -> np.ndarray:
     return photo("hopper")
 
 
+def family_index(seed: int, photos: tuple[str, ...]) -> int:
+    """The family (index into `FAMILIES`) of `procedural_image`'s `seed`: ``seed % 5``, and for the photo family
+    without photos the texture family ``seed // 5 % 4``."""
+    kind = seed % 5
+    return seed // 5 % 4 if kind == 4 and not photos else kind
+
+
 def procedural_image(seed: int, size: int = 64, photos: tuple[str, ...] = ("hopper",)) -> np.ndarray:
     """A deterministic HxWx3 float image in [0, 1]: stripes, tiles, dots, landscape or a crop of one of `photos`.
 
     The family is ``seed % 5``; the photo family (4) crops one of `photos` (`deepfill_min.photos`) at a random
     place and scale, or is the family ``seed // 5 % 4`` when `photos` is empty.
     """
-    kind = seed % 5
-    if kind == 4 and not photos:
-        kind = seed // 5 % 4
+    kind = family_index(seed, photos)
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     c1, c2, c3 = rng.uniform(0.05, 0.95, size=(3, 3)).astype(np.float32)
@@ -204,8 +209,7 @@ class BuiltinImages(ImageSource):
 
     def family(self, index: int) -> str:
         """The family of image `index` (one of `FAMILIES`)."""
-        seed = self.offset + index
-        return FAMILIES[seed % 5 if seed % 5 < 4 or self.photos else seed // 5 % 4]
+        return FAMILIES[family_index(self.offset + index, self.photos)]
 
     def load_uint8(self, index: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Image `index` as an 8-bit picture (H, W, 3) uint8 in the colour order, like a file would give it."""

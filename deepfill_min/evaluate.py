@@ -119,7 +119,7 @@ def write_tables(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
         groups = list(dict.fromkeys(r["group"] for r in rows if r["masks"] == kind))
         if len(groups) > 1:
             by = {(r["method"], r["group"]): r for r in rows if r["masks"] == kind and r["region"] == "hole"}
-            sizes = ", ".join(f"{g} {by[next(iter(by))[0], g]['n']}" for g in groups[1:])
+            sizes = ", ".join(f"{g} {n}" for g, n in {g: r["n"] for (_, g), r in by.items()}.items() if g != "all")
             lines += [f"\n**{kind} masks, hole mean L1 by family** (images: {sizes})\n",
                       "| method | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]  # fmt: skip
             for method in dict.fromkeys(m for m, _ in by):

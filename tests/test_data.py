@@ -76,7 +76,7 @@ def test_builtin_images_are_deterministic_varied_and_split():
         BuiltinImages("val")
 
 
-def test_the_photo_family_crops_disjoint_photos_in_the_two_splits(monkeypatch):
+def test_the_photo_family_crops_disjoint_photos_in_the_two_splits():
     train, test = available_photos("train"), available_photos("test")
     assert train and "hopper" in test and not set(train) & set(test)
     for name in (*train, *test):
