@@ -1,0 +1,61 @@
+"""The layers' fast forms equal their definitions (spec §2.1, §2.3): padding inside the conv, sub-pixel upsampling."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from deepfill_min.layers import ACTIVATIONS, GenConv, GenDeconv
+from deepfill_min.tf_ops import pad_same
+
+
+def _definition(layer: GenConv, x: torch.Tensor) -> torch.Tensor:
+    """TF-SAME pad, then a padding-free conv: the layer as the official code defines it."""
+    k, s, d = layer.kernel_size[0], layer.stride[0], layer.dilation[0]
+    y = F.conv2d(pad_same(x, k, s, d), layer.weight, layer.bias, stride=s, dilation=d)
+    return ACTIVATIONS[layer.activation](y)
+
+
+@given(st.integers(1, 12), st.integers(1, 12), st.sampled_from([1, 3, 5]), st.integers(1, 2), st.integers(1, 4),
+       st.integers(0, 2**16))  # fmt: skip
+def test_genconv_equals_explicit_same_padding(h, w, k, s, d, seed):
+    torch.manual_seed(seed)
+    layer = GenConv(3, 4, k, s, d).double()
+    x = torch.randn(2, 3, h, w, dtype=torch.float64, requires_grad=True)
+    y, ref = layer(x), _definition(layer, x)
+    assert y.shape == ref.shape == (2, 4, -(-h // s), -(-w // s))
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    # and the gradients with respect to the input and the kernel
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, layer.weight), g)
+    refs = torch.autograd.grad(ref, (x, layer.weight), g)
+    for a, b in zip(grads, refs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**16))
+def test_gendeconv_equals_upsample_then_conv(h, w, cin, cout, seed):
+    torch.manual_seed(seed)
+    layer = GenDeconv(cin, cout).double()
+    torch.nn.init.normal_(layer.bias)  # nonzero biases: each phase must get its bias exactly once
+    x = torch.randn(2, cin, h, w, dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    ref = _definition(layer, F.interpolate(x, scale_factor=2, mode="nearest"))
+    assert y.shape == (2, cout, 2 * h, 2 * w)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    g = torch.randn_like(y)
+    for a, b in zip(torch.autograd.grad(y, (x, layer.weight, layer.bias), g),
+                    torch.autograd.grad(ref, (x, layer.weight, layer.bias), g), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_gendeconv_float32_and_channels_last_stay_close():
+    torch.manual_seed(0)
+    layer = GenDeconv(16, 8)
+    x = torch.randn(1, 16, 20, 12)
+    ref = _definition(layer, F.interpolate(x, scale_factor=2, mode="nearest"))
+    torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+    cl = layer.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(cl, ref, rtol=1e-5, atol=1e-5)
