@@ -4,8 +4,9 @@ The same computation as `reference.contextual_attention` (read that file for the
 for speed and memory:
 
 * **No loop over the batch.** Patches come from ``F.unfold``; scores and paste are batched matmuls,
-  $S = F_\downarrow \hat W^\top$ of shape (B, P, L) and $\mathrm{cols} = A R$ of shape (B, P, C·2r·2r); four
-  slice-adds sum the pasted patches (the transposed convolution).
+  $S = F_\downarrow \hat W^\top$ of shape (B, P, L), and the paste (the transposed convolution) is one matmul of
+  shifted-and-summed weights with the r×r blocks of b (`deepfill_min.paste`): a quarter of the multiply-adds of
+  pasting 2r×2r patches, and no overlap-add afterwards.
 * **Bounded memory.** The score tensor has $P \times L = (HW/r^2)^2$ entries per image, 1 GiB at a 256×256 feature map.
   The softmax runs over keys, so the queries can be processed in chunks exactly. The fuse (§4.5) couples a query to
   its neighbours in row-major and column-major order, wrap-around included, so each chunk first computes the raw
@@ -30,12 +31,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from reference.geometry import Geometry, attention_geometry, check_options, check_shapes
 
 from .fuse import DiagonalSum, fuse_plan, shift_sum
+from .paste import blocks, overlap_count, paste
 from .tf_ops import pad_same, resize_nearest_ac, unfold_same
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of score-sized tensors (B×q×L each) one chunk may hold
@@ -88,13 +89,17 @@ class _MaskedSoftmax(torch.autograd.Function):
 
 def _weights(fp, w, inv_norm, mm, g: Geometry, opts: tuple, p0: int, p1: int) -> torch.Tensor:
     """Attention weights of queries [p0, p1) over all keys (§4.4-4.6), shape (B, q, L)."""
-    fuse_k, fuse, scale, exact = opts
+    fuse_k, fuse, scale, exact = opts[:4]
     with torch.autocast(fp.device.type, enabled=False):  # λ amplifies rounding: scores stay in float32 or better
         return _masked_weights(fp, w, inv_norm, mm, g, fuse_k, fuse, scale, exact, p0, p1)
 
 
 def _masked_weights(fp, w, inv_norm, mm, g: Geometry, fuse_k, fuse, scale, exact, p0, p1) -> torch.Tensor:
-    s = _scores(fp, w, inv_norm, g, fuse_k, fuse, p0, p1)
+    return masked_softmax(_scores(fp, w, inv_norm, g, fuse_k, fuse, p0, p1), mm, scale, exact)
+
+
+def masked_softmax(s: torch.Tensor, mm: torch.Tensor, scale: float, exact: bool) -> torch.Tensor:
+    """Weights (B, q, L) from fused scores `s` (overwritten) and the valid keys `mm` (1 or B, L) (§4.6)."""
     m = mm[:, None, :]
     if exact:
         # masked keys get logit -inf; a sample with no valid key gets all-zero weights (through the final ·m)
@@ -106,60 +111,16 @@ def _masked_weights(fp, w, inv_norm, mm, g: Geometry, fuse_k, fuse, scale, exact
     return _MaskedSoftmax.apply(logits, m)
 
 
-def _chunk(fp, w, inv_norm, raw, mm, g: Geometry, opts: tuple, want_best: bool, p0: int, p1: int):
-    """Queries [p0, p1): their weighted raw patches (B, q, C*K*K) and, if wanted, their best keys."""
+def _chunk(fp, w, inv_norm, beta, nb, mm, g: Geometry, opts: tuple, want_best: bool, p0: int, p1: int):
+    """Queries [p0, p1): their canvas (§4.8, `paste`) with its first block's (row, column), and their best keys."""
+    fw = g.fw
     a = _weights(fp, w, inv_norm, mm, g, opts, p0, p1)
-    # the paste matmul runs in the inputs' precision (or autocast's)
-    return a.to(raw.dtype) @ raw, (a.argmax(-1) if want_best else None)
-
-
-def _raw_patches(b: torch.Tensor, g: Geometry, rate: int, stride: int) -> torch.Tensor:
-    r"""§4.1 raw 2r×2r patches of b at stride r·s, as (B, L, 4·C·r·r) laid out (a, b, C, u, v).
-
-    A 2r×2r patch is 2×2 blocks of r×r pixels; quarter $(a, b)$ of the patch at $(i, j)$ is block $(i s + a, j s + b)$
-    of the padded b. Keeping the quarters contiguous makes the paste's four slice-adds fast.
-    """
-    B, C = b.shape[:2]
-    bp = pad_same(b, g.K, g.S)
-    blocks = bp.view(B, C, bp.shape[2] // rate, rate, bp.shape[3] // rate, rate).permute(0, 2, 4, 1, 3, 5)
-    blocks = blocks.contiguous()  # (B, nbh, nbw, C, r, r): each block one contiguous run, so the stack is fast
-    lh = g.L // g.lw
-    quarters = [blocks[:, a : a + (lh - 1) * stride + 1 : stride, c : c + (g.lw - 1) * stride + 1 : stride]
-                for a in range(2) for c in range(2)]  # fmt: skip
-    return torch.stack(quarters, dim=3).reshape(B, g.L, -1)
-
-
-class _Paste(torch.autograd.Function):
-    r"""``conv2d_transpose`` of the weighted patches (§4.8): (B, P, 4·C·r·r) -> (B, C, H, W), SAME crop included.
-
-    Block $(I, J)$ of the canvas is the sum of the quarters $(a, b) \in \{0,1\}^2$ of the patches at $(I-a, J-b)$:
-    four slice-adds instead of ``F.fold``. The backward reads the four quarters back out of the gradient canvas.
-    """
-
-    @staticmethod
-    def forward(ctx, cols: torch.Tensor, g: Geometry, rate: int) -> torch.Tensor:
-        ctx.g, ctx.rate = g, rate
-        B = cols.shape[0]
-        q = cols.view(B, g.fh, g.fw, 2, 2, -1)
-        canvas = cols.new_zeros(B, g.fh + 1, g.fw + 1, q.shape[-1])
-        for a in range(2):
-            for c in range(2):
-                canvas[:, a : a + g.fh, c : c + g.fw] += q[:, :, :, a, c]
-        canvas = canvas.view(B, g.fh + 1, g.fw + 1, -1, rate, rate).permute(0, 3, 1, 4, 2, 5)
-        canvas = canvas.reshape(B, -1, (g.fh + 1) * rate, (g.fw + 1) * rate)
-        return canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        g, r = ctx.g, ctx.rate
-        B, C = grad.shape[:2]
-        canvas = grad.new_zeros(B, C, (g.fh + 1) * r, (g.fw + 1) * r)
-        canvas[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W] = grad
-        blocks = canvas.view(B, C, g.fh + 1, r, g.fw + 1, r).permute(0, 2, 4, 1, 3, 5)
-        # quarter (a, b) of patch (i, j) is canvas block (i + a, j + b)
-        quarters = [blocks[:, a : a + g.fh, c : c + g.fw] for a in range(2) for c in range(2)]
-        return torch.stack(quarters, dim=3).reshape(B, g.P, -1), None, None
+    best = a.argmax(-1) if want_best else None
+    r0, r1 = p0 // fw, (p1 - 1) // fw + 1
+    c0, c1 = (p0 % fw, (p1 - 1) % fw + 1) if r1 - r0 == 1 else (0, fw)
+    if (r1 - r0) * (c1 - c0) != p1 - p0:  # a chunk across rows, not of whole rows: zero weights for the rest
+        a = F.pad(a, (0, 0, p0 - r0 * fw, r1 * fw - p1))
+    return paste(a, beta, nb, g, opts[4], opts[5], r1 - r0, c1 - c0), (r0, c0), best
 
 
 def default_chunk_size(g: Geometry, batch: int, itemsize: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
@@ -254,31 +215,37 @@ def contextual_attention(
     g, fp, w, inv_norm, mm = _prepare(
         f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm
     )
+    b = b.contiguous()  # e.g. channels_last features: the blocks' matmul wants the standard layout
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    B = f.shape[0]
-    # §4.1 raw patches of full-resolution b, 2r×2r at stride r·s: (B, L, C*K*K)
-    raw = _raw_patches(b, g, rate, stride)
+    B, r = f.shape[0], rate
+    # §4.1 the r×r blocks of the padded full-resolution b: a raw 2r×2r patch is 2×2 of them
+    beta, nb = blocks(b, g, rate)
     if chunk_size is None:
         chunk_size = default_chunk_size(g, B, fp.element_size(), memory_budget)
-    opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact")
+    opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact", rate, stride)
     starts = range(0, g.P, chunk_size)
     use_ckpt = torch.is_grad_enabled() and len(starts) > 1
     pieces = []
     for p0 in starts:
-        args = (fp, w, inv_norm, raw, mm, g, opts, return_offsets, p0, min(p0 + chunk_size, g.P))
+        args = (fp, w, inv_norm, beta, nb, mm, g, opts, return_offsets, p0, min(p0 + chunk_size, g.P))
         pieces.append(checkpoint(_chunk, *args, use_reentrant=False) if use_ckpt else _chunk(*args))
-    cols = pieces[0][0] if len(pieces) == 1 else torch.cat([c for c, _ in pieces], dim=1)
-    # §4.8 paste: sum the overlapping 2r×2r patches (conv2d_transpose), crop the SAME padding, normalise
-    y = _Paste.apply(cols, g, rate)
+    # §4.8 paste: each chunk's canvas added at its place, then the SAME padding cropped, then normalised
+    if len(pieces) == 1:
+        canvas = pieces[0][0]
+    else:
+        canvas = beta.new_zeros(B, f.shape[1] if b is f else b.shape[1], (g.fh + 1) * r, (g.fw + 1) * r)
+        for piece, (r0, c0), _ in pieces:
+            canvas[..., r0 * r : r0 * r + piece.shape[2], c0 * r : c0 * r + piece.shape[3]] += piece
+    y = canvas[..., g.pt : g.pt + g.H, g.pl : g.pl + g.W]
     if paste_norm == "official":
         y = y / 4.0
     else:
-        y = y / _Paste.apply(cols.new_ones(1, g.P, g.K * g.K), g, rate)
+        y = y / overlap_count(g, rate, y.dtype, y.device)[..., g.pt : g.pt + g.H, g.pl : g.pl + g.W]
     offsets = None
     if return_offsets:
         # §4.7 best key (row, col) minus the query's own position, on the grid of f↓
-        best = torch.cat([bst for _, bst in pieces], dim=1).view(B, g.fh, g.fw)
+        best = torch.cat([bst for *_, bst in pieces], dim=1).view(B, g.fh, g.fw)
         gy = torch.arange(g.fh, device=f.device).view(1, -1, 1)
         gx = torch.arange(g.fw, device=f.device).view(1, 1, -1)
         offsets = torch.stack([best // g.lw - gy, best % g.lw - gx], dim=1)

@@ -105,7 +105,7 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     folder, total = Path(args.image).is_dir(), len(jobs) + len(failures)
     for job in tqdm(jobs, disable=None if folder else True, unit="image"):
         try:
-            inpaint_job(job, generator, color_order, args.threshold, channel, args.official)
+            inpaint_job(job, generator, color_order, args.threshold, channel, args.official, args.full)
         except (ValueError, OSError) as err:
             if not folder:
                 raise
@@ -229,12 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     paint.add_argument("--mask", required=True,
                        help="its mask (white = hole), or a folder of masks with the same names (any image suffix)")
     paint.add_argument("--out", required=True, help="the output image (its suffix sets the format), or folder")
-    paint.add_argument("--coarse-out", help="also write the coarse (stage 1) result here (a folder in folder mode)")
+    paint.add_argument("--coarse-out", help="also write the coarse (stage 1) result here (a folder in folder mode): "
+                       "in the hole, the image around it (with --full: stage 1's output everywhere)")  # fmt: skip
     paint.add_argument("--flow-out", help="also write the attention flow picture here (a folder in folder mode)")
     paint.add_argument("--threshold", type=finite_float, default=127.5, help="mask values above this are holes")
     paint.add_argument("--mask-channel", default="auto", choices=("auto", "alpha", "0", "1", "2"),
                        help="which channel of the mask file holds the hole (default: auto)")  # fmt: skip
     paint.add_argument("--official", action="store_true", help="the official pipeline: crop to 8, BGR, truncation")
+    paint.add_argument("--full", action="store_true",
+                       help="run the generator on every pixel (default: only what can reach the hole; same result)")
     paint.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     paint.set_defaults(func=cmd_inpaint)
 

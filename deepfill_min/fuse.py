@@ -43,9 +43,21 @@ def fuse_plan(fh: int, fw: int, bh: int, bw: int, k: int, p0: int, p1: int, devi
 
     Returns (V as a slice or index tensor, row and column tables of both passes), each table (k, rows) / (k, L).
     """
+    return _plan(fh, fw, bh, bw, k, np.arange(p0, p1), device)
+
+
+@functools.lru_cache(maxsize=16)
+def fuse_plan_window(fh: int, fw: int, bh: int, bw: int, k: int, rows: tuple[int, int], cols: tuple[int, int],
+                     device: torch.device):  # fmt: skip
+    """`fuse_plan` for the queries of a window of f↓, rows × cols (half-open ranges), in row-major order."""
+    queries = (np.arange(*rows)[:, None] * fw + np.arange(*cols)[None, :]).ravel()
+    return _plan(fh, fw, bh, bw, k, queries, device)
+
+
+def _plan(fh: int, fw: int, bh: int, bw: int, k: int, queries: np.ndarray, device: torch.device):
     P, L = fh * fw, bh * bw
     # pass 2 (column-major) reads pass-1 scores at U; pass 1 (row-major) reads raw scores at V
-    r2 = _col_major_neighbours(fh, fw, k)[:, p0:p1]
+    r2 = _col_major_neighbours(fh, fw, k)[:, queries]
     U = np.unique(r2[r2 < P])
     r1 = _row_major_neighbours(P, k)[:, U]
     V = np.unique(r1[r1 < P])

@@ -87,11 +87,15 @@ class Generator(nn.Module):
         if attention:
             self.contextual_attention = ContextualAttention(ksize=3, stride=1, rate=2, **attention_options)
 
+    def stack(self, first: str, last: str) -> list[GenConv]:
+        """The layers from `first` to `last` (inclusive) in creation order."""
+        names = list(self._modules)
+        return [self._modules[name] for name in names[names.index(first) : names.index(last) + 1]]
+
     def _run(self, x: torch.Tensor, first: str, last: str) -> torch.Tensor:
         """Apply the layers from `first` to `last` (inclusive) in creation order."""
-        names = list(self._modules)
-        for name in names[names.index(first) : names.index(last) + 1]:
-            x = self._modules[name](x)
+        for layer in self.stack(first, last):
+            x = layer(x)
         return x
 
     def numpy_params(self) -> dict[str, tuple]:

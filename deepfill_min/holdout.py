@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from reference.flow import flow_to_image
 
@@ -74,6 +73,8 @@ def save_grid(path: str | Path, columns: dict[str, np.ndarray], title: str = "")
     path = Path(path)
     fmt = figure_format(path)
     n = len(next(iter(columns.values())))
+    from matplotlib.figure import Figure  # noqa: PLC0415  (not at import: `inpaint` needs only flow_images)
+
     # a bare Figure (no pyplot): nothing changes the user's matplotlib backend
     fig = Figure(figsize=(2 * len(columns), 2 * n))
     axes = fig.subplots(n, len(columns), squeeze=False)
@@ -90,6 +91,8 @@ def save_grid(path: str | Path, columns: dict[str, np.ndarray], title: str = "")
 
 def figure_format(path: str | Path, what: str = "--out") -> str:
     """The matplotlib format of a figure file from its suffix (``.png`` -> ``png``), or a ValueError naming `what`."""
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
     path, formats = Path(path), Figure().canvas.get_supported_filetypes()
     fmt = path.suffix[1:].lower()
     if fmt not in formats:

@@ -6,6 +6,9 @@ to a multiple of 8, inpainted, and cropped back, so the user's image is never cu
 the top-left corner, BGR channel order, ``x / 127.5 - 1``, composite in float32, and a truncating uint8 cast (known
 pixels with values 1-63 come back one lower, as in the official outputs).
 
+Only the hole is computed (`deepfill_min.holeonly`: exact, the same composite to float rounding, far less work when
+the hole is small); ``full=True`` runs the generator on every pixel, and so does asking for the flow picture.
+
 Masks are (H, W) bool arrays, True in the hole (`deepfill_min.images.read_mask` reads them from files: white, any
 channel, or the alpha channel). An empty mask returns the image unchanged, with a warning; a mask covering everything
 is an error (there is no context to copy from). Files, folders and the CLI's checks are `deepfill_min.pairs`.
@@ -22,12 +25,13 @@ import torch.nn.functional as F
 
 from .generator import Generator
 from .holdout import flow_images
+from .holeonly import hole_only_forward
 
 
 @dataclass
 class InpaintResult:
     image: np.ndarray  # (H, W, 3) uint8 RGB: the composite
-    coarse: np.ndarray  # (H, W, 3) uint8 RGB: stage 1's raw output
+    coarse: np.ndarray  # (H, W, 3) uint8 RGB: stage 1 in the hole, the image around it (full: stage 1 everywhere)
     flow: np.ndarray | None  # (H, W, 3) uint8: the attention offsets, colour-coded, when asked
 
 
@@ -39,8 +43,11 @@ def _to_uint8(x: torch.Tensor, truncate: bool) -> np.ndarray:
 
 @torch.no_grad()
 def inpaint(image: np.ndarray, mask: np.ndarray, generator: Generator, color_order: str = "rgb",
-            official: bool = False, return_flow: bool = False) -> InpaintResult:  # fmt: skip
-    """Fill the holes of `image` ((H, W, 3) uint8 RGB) where `mask` ((H, W) bool) is True."""
+            official: bool = False, return_flow: bool = False, full: bool = False) -> InpaintResult:  # fmt: skip
+    """Fill the holes of `image` ((H, W, 3) uint8 RGB) where `mask` ((H, W) bool) is True.
+
+    Hole-only unless `full` or `return_flow` (the module docstring says what changes).
+    """
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {getattr(image, 'shape', type(image))}")
     mask = np.asarray(mask, dtype=bool)
@@ -67,7 +74,10 @@ def inpaint(image: np.ndarray, mask: np.ndarray, generator: Generator, color_ord
     mode = "reflect" if pad_h < H and pad_w < W else "replicate"
     xp, mp = F.pad(x, (0, pad_w, 0, pad_h), mode=mode), F.pad(m, (0, pad_w, 0, pad_h))
     xin = xp * (1 - mp)
-    out = generator(xin, mp, return_offsets=return_flow)
+    if full or return_flow:
+        out = generator(xin, mp, return_offsets=return_flow)
+    else:
+        out = hole_only_forward(generator, xin, mp)
     x2, x1 = out.x_stage2[..., :H, :W], out.x_stage1[..., :H, :W]
     composite = x2 * m + x * (1 - m)
     if color_order == "bgr":

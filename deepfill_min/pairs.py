@@ -111,7 +111,7 @@ def plan_jobs(image: Path, mask: Path, out: Path, coarse_out: str | None = None,
 
 
 def inpaint_job(job: Job, generator: Generator, color_order: str, threshold: float, channel: str | int,
-                official: bool) -> None:  # fmt: skip
+                official: bool, full: bool = False) -> None:  # fmt: skip
     """Read one pair, check that they fit, inpaint, and write the outputs (each atomically)."""
     image = read_image(job.image, "image")
     mask = read_mask(job.mask, threshold, channel)
@@ -125,7 +125,7 @@ def inpaint_job(job: Job, generator: Generator, color_order: str, threshold: flo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the empty mask, said above with the file names
         try:
-            result = inpaint(image, mask, generator, color_order, official, return_flow="flow" in job.outputs)
+            result = inpaint(image, mask, generator, color_order, official, "flow" in job.outputs, full)
         except ValueError as err:  # e.g. --official on an image below 8x8
             raise ValueError(f"image {job.image}: {err}") from None
     pictures: dict[str, np.ndarray | None] = {"image": result.image, "coarse": result.coarse, "flow": result.flow}

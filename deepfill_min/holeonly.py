@@ -1,0 +1,169 @@
+r"""Exact hole-only inference: compute only what can reach the hole (spec §10).
+
+Inpainting returns the composite $x_2 \odot m + x \odot (1 - m)$: of the generator's output only $x_2$ inside the hole
+is used. Removing a small object from a large photo should not cost a forward pass over every pixel, and it need not:
+
+1. **Stage 1 on a crop.** $x_1$ is needed inside the hole only, so the coarse network runs on a crop around the hole
+   as wide as its receptive field.
+2. **The attention branch's encoder on the whole image.** $\tilde x = x_1 m + x (1 - m)$ is the input image outside
+   the hole, and every position of it is a key the attention may copy from: pmconv1-6 run everywhere.
+3. **Attention for the needed queries only.** Contextual attention is evaluated for the queries whose pasted
+   patches reach the decoder's window, scored against all keys; the fuse's neighbouring queries (its *halo*, §4.5)
+   enter through the same neighbour tables as the chunked layer.
+4. **The hallucination branch, pmconv9-10 and the decoder on a crop** around the hole.
+
+**Why a crop gives exact values.** For a layer with kernel k, stride s and dilation d, output o reads the inputs
+$[o s - p, \; o s - p + d(k-1)]$ ($p$ the TF-SAME padding before), and an upsampling conv's output reads its input
+rows $\lfloor (o-1)/2 \rfloor \ldots \lfloor (o+1)/2 \rfloor$. Walking a window of outputs back through a stack of
+layers (`receptive_window`) gives the window of inputs that can change it. A crop containing that window, with its
+corners on multiples of 8 pixels (so every stride-2 layer and every ×2 upsampling stays on the image's grid), computes
+every needed value from the same inputs as the full image; the crop's zero padding only differs from the image where
+nothing needed reads it, and at the true image borders it is the same TF-SAME zeros. The mask is resized for the
+attention on the whole image (align-corners nearest is not a uniform subsampling, §2.2).
+
+The result equals the full computation to float rounding (`tests/test_holeonly.py`: random sizes, holes at the
+borders, several holes, both masking modes, against the full torch path and the NumPy reference). Offsets (the flow
+picture) are defined for every query, so a caller asking for them takes the full path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from reference.tf_ops import same_padding
+
+from .attention import _prepare, masked_softmax
+from .fuse import fuse_plan_window, shift_sum
+from .generator import Generator, GeneratorOutput, check_inputs
+from .layers import GenConv, GenDeconv
+from .paste import blocks, overlap_count, paste
+from .tf_ops import resize_nearest_ac
+
+Window = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right)), half-open
+
+
+def _axis_inputs(layer: GenConv, lo: int, hi: int, n_in: int) -> tuple[int, int]:
+    """Inputs [lo', hi') along one axis of length `n_in` that outputs [lo, hi) of `layer` read."""
+    if isinstance(layer, GenDeconv):  # a 3×3 conv on the ×2 upsampled input, which repeats each input twice
+        lo, hi = max(lo - 1, 0), min(hi + 1, 2 * n_in)
+        return lo // 2, (hi - 1) // 2 + 1
+    k, s, d = layer.kernel_size[0], layer.stride[0], layer.dilation[0]
+    before = same_padding(n_in, k, s, d)[0]
+    return max(lo * s - before, 0), min((hi - 1) * s - before + d * (k - 1) + 1, n_in)
+
+
+def receptive_window(layers: list[GenConv], out: Window, size: tuple[int, int]) -> Window:
+    """The window of the stack's input (of `size`) that its outputs in `out` depend on."""
+    sizes = [size]
+    for layer in layers[:-1]:
+        h, w = sizes[-1]
+        s = layer.stride[0]
+        sizes.append((2 * h, 2 * w) if isinstance(layer, GenDeconv) else (-(-h // s), -(-w // s)))
+    for layer, (h, w) in zip(reversed(layers), reversed(sizes), strict=True):
+        out = (_axis_inputs(layer, *out[0], h), _axis_inputs(layer, *out[1], w))
+    return out
+
+
+def _aligned(win: Window, unit: int, size: tuple[int, int]) -> Window:
+    """`win` grown to multiples of `unit` (the image sizes are multiples of it)."""
+    return tuple((lo // unit * unit, min(-(-hi // unit) * unit, n)) for (lo, hi), n in zip(win, size, strict=True))
+
+
+def _scaled(win: Window, factor: int) -> Window:
+    return tuple((lo * factor, hi * factor) for lo, hi in win)
+
+
+def _union(a: Window, b: Window) -> Window:
+    return tuple((min(p[0], q[0]), max(p[1], q[1])) for p, q in zip(a, b, strict=True))
+
+
+def _crop(x: torch.Tensor, win: Window) -> torch.Tensor:
+    return x[..., win[0][0] : win[0][1], win[1][0] : win[1][1]]
+
+
+def hole_window(mask: torch.Tensor) -> Window | None:
+    """The bounding box of the hole pixels of a (H, W) mask, or None if there are none."""
+    rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+    if len(rows) == 0:
+        return None
+    return (int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1)
+
+
+def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options) -> torch.Tensor:
+    """`contextual_attention(f, f, mask, **options)[0]` on the window `win` of its output only (self-attention).
+
+    The queries whose 2r×2r pasted patches cover `win` are scored against every key of f; the fuse reads their
+    neighbours' raw scores through `fuse_plan_window`. Returns (B, C, win height, win width).
+    """
+    ksize, stride, rate = options.get("ksize", 3), options.get("stride", 1), options.get("rate", 2)
+    fuse_k, fuse = options.get("fuse_k", 3), options.get("fuse", True)
+    mask_softmax, paste_norm = options.get("mask_softmax", "official"), options.get("paste_norm", "official")
+    g, fp, w, inv_norm, mm = _prepare(f, f, mask, ksize, stride, rate, fuse_k, fuse, False, mask_softmax, paste_norm)
+    (y0, y1), (x0, x1) = win
+    # block I of the paste canvas holds quarters of the patches of queries I - 1 and I (§4.8)
+    i0, i1 = max((y0 + g.pt) // rate - 1, 0), min((y1 - 1 + g.pt) // rate + 1, g.fh)
+    j0, j1 = max((x0 + g.pl) // rate - 1, 0), min((x1 - 1 + g.pl) // rate + 1, g.fw)
+    with torch.autocast(f.device.type, enabled=False):
+        if fuse:
+            v_sel, r1, c1, r2, c2 = fuse_plan_window(g.fh, g.fw, g.bh, g.bw, fuse_k, (i0, i1), (j0, j1), f.device)
+            s = shift_sum(shift_sum((fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm, r1, c1), r2, c2)
+        else:
+            q = torch.as_tensor((np.arange(i0, i1)[:, None] * g.fw + np.arange(j0, j1)).ravel(), device=f.device)
+            s = (fp[:, q] @ w.transpose(1, 2)) * inv_norm
+        a = masked_softmax(s, mm, float(options.get("softmax_scale", 10.0)), mask_softmax == "exact")
+    y = paste(a, *blocks(f, g, rate), g, rate, stride, i1 - i0, j1 - j0)  # canvas blocks i0 … i1, j0 … j1
+    if paste_norm == "official":
+        y = y / 4.0
+    else:
+        y = y / overlap_count(g, rate, y.dtype, y.device)[..., i0 * rate : (i1 + 1) * rate, j0 * rate : (j1 + 1) * rate]
+    oy, ox = i0 * rate - g.pt, j0 * rate - g.pl  # the canvas's first pixel in f's coordinates
+    return y[..., y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+
+
+@torch.no_grad()
+def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor) -> GeneratorOutput:
+    """`generator(x, mask)` where it matters: both outputs are exact inside the hole (to float rounding).
+
+    `x`: (B, 3, H, W) with the hole zeroed; `mask`: (1, 1, H, W), 1 = hole. Outside the windows computed, the
+    outputs hold `x`: ``x_stage1`` is $\tilde x$ (stage 1 in the hole, the input elsewhere), ``x_stage2`` is the
+    refined result on a crop around the hole. ``offsets`` is None.
+    """
+    check_inputs(x, mask)
+    if mask.shape[0] != 1:
+        raise ValueError(f"mask must have batch 1 for hole-only inference, got {mask.shape[0]}")
+    H, W = x.shape[-2:]
+    hole = hole_window(mask[0, 0] > 0)
+    if hole is None:
+        return GeneratorOutput(x, x, None)
+    G, ones = generator, torch.ones_like(x[:, :1])
+    # 1. stage 1 on a crop: x1 inside the hole, then x̃ = x1 m + x (1 - m)
+    c1 = _aligned(receptive_window(G.stack("conv1", "conv17"), hole, (H, W)), 8, (H, W))
+    xc, mc = _crop(x, c1), _crop(mask, c1)
+    x1 = G._run(torch.cat([xc, _crop(ones, c1), _crop(ones, c1) * mc], 1), "conv1", "conv17").clamp(-1, 1)
+    xt = x.clone()
+    _crop(xt, c1).copy_(x1 * mc + xc * (1 - mc))
+    xnow = torch.cat([xt, ones, ones * mask], 1)
+    # 2. the windows of stage 2: the decoder's inputs (1/4 resolution), then each branch's
+    size4 = (H // 4, W // 4)
+    w11 = receptive_window(G.stack("allconv11", "allconv17"), hole, size4)
+    c2 = receptive_window(G.stack("xconv1", "xconv10_atrous"), w11, (H, W))
+    if G.attention:
+        wy = receptive_window(G.stack("pmconv9", "pmconv10"), w11, size4)
+        c2 = _union(c2, _scaled(wy, 4))
+    c2 = _aligned(c2, 8, (H, W))
+    z = G._run(_crop(xnow, c2), "xconv1", "xconv10_atrous")
+    if G.attention:
+        # 3. keys from the whole image, queries for the window wy only
+        pm = G._run(xnow, "pmconv1", "pmconv6")
+        y = pm.new_zeros(*pm.shape[:2], *z.shape[-2:])  # outside wy nothing needed reads y
+        (t, b), (l, r) = wy
+        top, left = c2[0][0] // 4, c2[1][0] // 4
+        y[..., t - top : b - top, l - left : r - left] = attention_window(
+            pm, resize_nearest_ac(mask, size4), wy, **G.contextual_attention.kwargs
+        )
+        z = torch.cat([z, G._run(y, "pmconv9", "pmconv10")], 1)
+    # 4. the decoder on the crop
+    x2 = x.clone()
+    _crop(x2, c2).copy_(G._run(z, "allconv11", "allconv17").clamp(-1, 1))
+    return GeneratorOutput(xt, x2, None)

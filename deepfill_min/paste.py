@@ -1,0 +1,90 @@
+r"""The paste of contextual attention (spec §4.8) as one matmul over r×r blocks instead of 2r×2r patches.
+
+The official reconstruction is ``conv2d_transpose`` of the attention weights with the raw 2r×2r patches of b as
+filters, at stride r: query $p = (i, j)$ adds $\sum_l a_{p,l} R_l$ onto the 2r×2r square at block $(i, j)$ of the
+canvas. Cut every patch and the canvas into r×r blocks. Block $(a, b) \in \{0, 1\}^2$ of key $l = (u, v)$'s patch is
+block $(u s + a, v s + b)$ of the SAME-padded b, $\beta_{us+a,\,vs+b}$, and it lands on canvas block $(i + a, j + b)$.
+So canvas block $(I, J)$ is
+
+$$Y_{I,J} = \sum_{a,b} \sum_l a_{(I-a,\,J-b),\,l}\ \beta_{u s + a,\,v s + b}
+          = \sum_m \tilde a_{(I,J),\,m}\ \beta_m, \qquad
+  \tilde a_{(I,J),\,(us+a,\,vs+b)} \mathrel{+}= a_{(I-a,\,J-b),\,(u,v)},$$
+
+one matmul of the *shifted-and-summed weights* $\tilde a$ with the blocks $\beta$ (C·r·r columns), instead of a matmul
+with the patches (4·C·r·r columns) followed by an overlap-add: a quarter of the multiply-adds of the paste. Building
+$\tilde a$ is four slice-adds of the weight matrix (`_ShiftedWeights`, with a hand-written backward: the same four
+slices read back).
+
+`paste` works on any rectangular window of queries (rows × columns of f↓), so the chunked layer and hole-only
+inference use the same code; a window's canvas covers one block more than its queries in each direction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from reference.geometry import Geometry
+
+from .tf_ops import pad_same
+
+
+def blocks(b: torch.Tensor, g: Geometry, rate: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """§4.1 the r×r blocks of the SAME-padded b as (B, nbh·nbw, C·r·r), and (nbh, nbw)."""
+    B, C = b.shape[:2]
+    bp = pad_same(b, g.K, g.S)
+    nb = (bp.shape[2] // rate, bp.shape[3] // rate)
+    beta = bp.view(B, C, nb[0], rate, nb[1], rate).permute(0, 2, 4, 1, 3, 5)
+    return beta.reshape(B, nb[0] * nb[1], C * rate * rate), nb
+
+
+def _shifts(rows: int, cols: int, lh: int, lw: int, stride: int) -> list[tuple]:
+    """(destination index) of weights (B, rows, cols, lh, lw) in ã (B, rows + 1, cols + 1, nbh, nbw), per (a, b)."""
+    return [(slice(None), slice(a, a + rows), slice(c, c + cols),
+             slice(a, a + (lh - 1) * stride + 1, stride), slice(c, c + (lw - 1) * stride + 1, stride))
+            for a in range(2) for c in range(2)]  # fmt: skip
+
+
+class _ShiftedWeights(torch.autograd.Function):
+    r"""$\tilde a$ from the weights of a window of queries, (B, rows, cols, lh, lw) -> (B, rows+1, cols+1, nbh, nbw)."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, nb: tuple[int, int], stride: int) -> torch.Tensor:
+        B, rows, cols, lh, lw = a.shape
+        ctx.shifts = _shifts(rows, cols, lh, lw, stride)
+        out = a.new_zeros(B, rows + 1, cols + 1, *nb)
+        for index in ctx.shifts:
+            out[index] += a
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        first, *rest = ctx.shifts
+        ga = grad[first].clone()
+        for index in rest:
+            ga += grad[index]
+        return ga, None, None
+
+
+def paste(a: torch.Tensor, beta: torch.Tensor, nb: tuple[int, int], g: Geometry, rate: int, stride: int,
+          rows: int, cols: int) -> torch.Tensor:  # fmt: skip
+    """Canvas (B, C, (rows+1)·r, (cols+1)·r) of a window of rows × cols queries with weights `a` (B, rows·cols, L).
+
+    The canvas's block (0, 0) is the window's first query's block; the caller places and crops it (§4.8).
+    """
+    B = a.shape[0]
+    at = _ShiftedWeights.apply(a.reshape(B, rows, cols, g.L // g.lw, g.lw), nb, stride)
+    # the matmul runs in the blocks' precision (the inputs' or autocast's); ã is float32 like the weights
+    y = at.view(B, -1, nb[0] * nb[1]).to(beta.dtype) @ beta
+    y = y.view(B, rows + 1, cols + 1, -1, rate, rate).permute(0, 3, 1, 4, 2, 5)
+    return y.reshape(B, -1, (rows + 1) * rate, (cols + 1) * rate)
+
+
+def overlap_count(g: Geometry, rate: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(1, 1, (fh+1)·r, (fw+1)·r): how many pasted patches cover each canvas pixel (``paste_norm="overlap"``)."""
+    count = torch.zeros(g.fh + 1, g.fw + 1, dtype=dtype, device=device)
+    for a in range(2):
+        for c in range(2):
+            count[a : a + g.fh, c : c + g.fw] += 1
+    return count.repeat_interleave(rate, 0).repeat_interleave(rate, 1)[None, None]
