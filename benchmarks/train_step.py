@@ -4,6 +4,8 @@
     python benchmarks/train_step.py --data synthetic                           # no decoding at all: the compute bound
     python benchmarks/train_step.py --data /data/celebahq --workers 8          # a folder (or .flist) of images
     python benchmarks/train_step.py --device cuda --iters 50 [--fp32]          # GPU (bf16 + channels_last by default)
+    python benchmarks/train_step.py --size 128 --batch-size 4 --mask-mode shared --warmup 1 --iters 3
+                                     # the shape the official training graph was timed at (issue 14's table)
 
 One iteration = 5 critic updates + 1 generator update, each on a fresh batch; the released config otherwise (cnum
 32, per-sample holes, 256×256 resized, ``celebahq-256``). ``--warmup`` iterations (default 10: the loader's workers
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--amp", default="none", choices=["none", "bf16"], help="bf16 autocast on the CPU too")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--mask-mode", choices=["per_sample", "shared"], help="default: the preset's (per-sample)")
     args = parser.parse_args()
     data = "builtin" if args.data == "synthetic" else args.data
     overrides = [f"data={data}", "val_data=builtin", f"image_size=[{args.size},{args.size}]",
@@ -72,7 +75,7 @@ def main() -> None:
                  f"batch_size={args.batch_size}", f"device={args.device}", f"amp={args.amp}",
                  f"channels_last={str(args.channels_last).lower()}", f"compile={str(args.compile).lower()}",
                  f"num_workers={args.workers}", f"gpu_defaults={str(not args.fp32).lower()}", "log_every=1000000",
-                 "checkpoint_every=1000000"]  # fmt: skip
+                 "checkpoint_every=1000000"] + ([f"mask_mode={args.mask_mode}"] if args.mask_mode else [])  # fmt: skip
     cfg = make_config("celebahq-256", overrides=overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, run_dir)
@@ -108,6 +111,7 @@ def main() -> None:
         trainer.log.pending = []
     result = {"device": str(trainer.device), "data": args.data, "workers": trainer.stream.loader.num_workers,
               "amp": trainer.amp, "batch_size": args.batch_size, "size": args.size, "iters": args.iters,
+              "mask_mode": cfg.mask_mode,
               "seconds_per_iter": total / args.iters, "iters_per_second": args.iters / total,
               "data_wait_per_iter": waited[0] / args.iters, "compute_per_iter": (total - waited[0]) / args.iters,
               "scalar_reads_per_iter": reads.n / 2, "torch": torch.__version__,

@@ -12,6 +12,7 @@ from deepfill_min.attention import contextual_attention
 from deepfill_min.generator import Generator
 from deepfill_min.holeonly import attention_window, hole_only_forward, hole_window, receptive_window
 from deepfill_min.inpaint import inpaint
+from deepfill_min.weights import load_generator, save_generator
 from reference.model import generator_forward
 
 OPTIONS = [{}, {"mask_softmax": "exact"}, {"paste_norm": "overlap"}, {"fuse": False}]
@@ -141,3 +142,17 @@ def test_inpaint_hole_only_is_the_full_composite():
         known = ~mask[: a.image.shape[0], : a.image.shape[1]]
         assert np.array_equal(a.image[known], b.image[known])
         assert np.array_equal(a.coarse[known], a.image[known])  # hole-only: the coarse picture is the image outside
+
+
+def test_load_generator_is_channels_last_on_the_cpu_and_fills_the_same(tmp_path):
+    torch.manual_seed(0)
+    G = Generator(8).eval()
+    path = save_generator(G.state_dict(), {}, "rgb", tmp_path / "g.safetensors")
+    loaded, _ = load_generator(path)
+    assert loaded.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (96, 136, 3), dtype=np.uint8)
+    mask = np.zeros((96, 136), bool)
+    mask[30:60, 40:90] = True
+    a, b = inpaint(image, mask, loaded).image, inpaint(image, mask, G).image
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
