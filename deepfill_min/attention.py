@@ -58,9 +58,9 @@ def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geomet
         s = DiagonalSum.apply(s, fuse_k)
         return s.view(-1, g.fw, g.fh, g.bw, g.bh).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
     # a chunk: raw scores of the halo V, then both passes through the neighbour tables (wrap-around included)
-    v_sel, r1, c1, r2, c2 = fuse_plan(g.fh, g.fw, g.bh, g.bw, fuse_k, p0, p1, fp.device)
+    v_sel, r1, r2 = fuse_plan(g.fh, g.fw, g.bh, g.bw, fuse_k, p0, p1, fp.device)
     s = (fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm
-    return shift_sum(shift_sum(s, r1, c1), r2, c2)
+    return shift_sum(shift_sum(s, r1, fuse_k), r2, fuse_k, (g.bh, g.bw))
 
 
 class _MaskedSoftmax(torch.autograd.Function):

@@ -6,8 +6,9 @@ of queries p and keys l, then along the column-major order, wrap-around at row e
 * all queries at once (`DiagonalSum`): slice-adds on the (B, P, L) matrix for the row-major pass and on its
   (B, fh, fw, bh, bw) view for the column-major pass, with a hand-written adjoint for the backward;
 * a chunk of queries (`fuse_plan` + `shift_sum`): the fuse reaches neighbouring queries (and, through the
-  wrap-around, the first and last rows), so the chunk's raw scores are computed on a halo of queries and the two
-  passes gather through precomputed neighbour tables.
+  wrap-around, the first and last rows), so the chunk's raw scores are computed on a halo of queries; each pass
+  gathers the queries' neighbours through precomputed tables (``index_select`` of rows) and shifts the keys with
+  slice-adds, in column-major order on the transposed key grid.
 
 `tests/test_attention.py` checks both against the NumPy oracle and against each other for every chunk size.
 """
@@ -41,7 +42,7 @@ def _col_major_neighbours(h: int, w: int, k: int) -> np.ndarray:
 def fuse_plan(fh: int, fw: int, bh: int, bw: int, k: int, p0: int, p1: int, device: torch.device):
     """Index tables that fuse the scores of queries [p0, p1) from the raw scores of their halo V.
 
-    Returns (V as a slice or index tensor, row and column tables of both passes), each table (k, rows) / (k, L).
+    Returns (V as a slice or index tensor, the query tables of both passes), each table (k, rows).
     """
     return _plan(fh, fw, bh, bw, k, np.arange(p0, p1), device)
 
@@ -55,7 +56,7 @@ def fuse_plan_window(fh: int, fw: int, bh: int, bw: int, k: int, rows: tuple[int
 
 
 def _plan(fh: int, fw: int, bh: int, bw: int, k: int, queries: np.ndarray, device: torch.device):
-    P, L = fh * fw, bh * bw
+    P = fh * fw  # (the key grid bh × bw is stepped by shift_sum, not through tables)
     # pass 2 (column-major) reads pass-1 scores at U; pass 1 (row-major) reads raw scores at V
     r2 = _col_major_neighbours(fh, fw, k)[:, queries]
     U = np.unique(r2[r2 < P])
@@ -71,15 +72,32 @@ def _plan(fh: int, fw: int, bh: int, bw: int, k: int, queries: np.ndarray, devic
         return torch.as_tensor(a, dtype=torch.long, device=device)
 
     v_sel = slice(int(V[0]), int(V[-1]) + 1) if V[-1] - V[0] + 1 == len(V) else t(V)
-    r1_loc, r2_loc = local(r1, V), local(r2, U)
-    c1, c2 = _row_major_neighbours(L, k), _col_major_neighbours(bh, bw, k)
-    return v_sel, t(r1_loc)[:, :, None], t(c1)[:, None, :], t(r2_loc)[:, :, None], t(c2)[:, None, :]
+    return v_sel, t(local(r1, V)), t(local(r2, U))
 
 
-def shift_sum(s: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    r"""$\sum_t s[\mathrm{rows}_t, \mathrm{cols}_t]$ with a zero row and column appended for the sentinels."""
-    s = F.pad(s, (0, 1, 0, 1))
-    return sum(s[:, rows[t], cols[t]] for t in range(rows.shape[0]))
+def _transpose_keys(s: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(…, L) scores with keys in row-major order of a (h, w) grid -> keys in its column-major order."""
+    return s.view(*s.shape[:-1], *grid).transpose(-1, -2).reshape(s.shape)
+
+
+def shift_sum(s: torch.Tensor, rows: torch.Tensor, k: int, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    r"""One pass of the fuse on a chunk: $out_{p,l} = \sum_t s_{\mathrm{rows}_t(p),\ l + t - c}$, zero outside.
+
+    Keys step in row-major order, or in column-major order of the key `grid` (bh, bw) (then on the transposed
+    scores); `rows` (k, n) index the rows of `s`, the sentinel ``len(s)`` reads a zero row.
+    """
+    s = F.pad(s, (0, 0, 0, 1))
+    if grid is not None:
+        s = _transpose_keys(s, grid)
+    c, L = (k - 1) // 2, s.shape[-1]
+    out = s[:, rows[c]]
+    for t in range(k):
+        d = t - c
+        if d > 0:
+            out[..., : L - d] += s[:, rows[t], d:]
+        elif d < 0:
+            out[..., -d:] += s[:, rows[t], : L + d]
+    return out if grid is None else _transpose_keys(out, grid[::-1])
 
 
 def _shift_add(s: torch.Tensor, offsets: range, grids: tuple | None = None) -> torch.Tensor:

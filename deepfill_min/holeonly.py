@@ -33,7 +33,7 @@ import torch
 
 from reference.tf_ops import same_padding
 
-from .attention import _prepare, masked_softmax
+from .attention import DEFAULT_MEMORY_BUDGET, _prepare, default_chunk_size, masked_softmax
 from .fuse import fuse_plan_window, shift_sum
 from .generator import Generator, GeneratorOutput, check_inputs
 from .layers import GenConv, GenDeconv
@@ -93,8 +93,9 @@ def hole_window(mask: torch.Tensor) -> Window | None:
 def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options) -> torch.Tensor:
     """`contextual_attention(f, f, mask, **options)[0]` on the window `win` of its output only (self-attention).
 
-    The queries whose 2r×2r pasted patches cover `win` are scored against every key of f; the fuse reads their
-    neighbours' raw scores through `fuse_plan_window`. Returns (B, C, win height, win width).
+    The queries whose 2r×2r pasted patches cover `win` are scored against every key of f, a band of query rows at a
+    time within the layer's memory budget; the fuse reads their neighbours' raw scores through `fuse_plan_window`.
+    Returns (B, C, win height, win width).
     """
     ksize, stride, rate = options.get("ksize", 3), options.get("stride", 1), options.get("rate", 2)
     fuse_k, fuse = options.get("fuse_k", 3), options.get("fuse", True)
@@ -104,15 +105,22 @@ def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options
     # block I of the paste canvas holds quarters of the patches of queries I - 1 and I (§4.8)
     i0, i1 = max((y0 + g.pt) // rate - 1, 0), min((y1 - 1 + g.pt) // rate + 1, g.fh)
     j0, j1 = max((x0 + g.pl) // rate - 1, 0), min((x1 - 1 + g.pl) // rate + 1, g.fw)
-    with torch.autocast(f.device.type, enabled=False):
-        if fuse:
-            v_sel, r1, c1, r2, c2 = fuse_plan_window(g.fh, g.fw, g.bh, g.bw, fuse_k, (i0, i1), (j0, j1), f.device)
-            s = shift_sum(shift_sum((fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm, r1, c1), r2, c2)
-        else:
-            q = torch.as_tensor((np.arange(i0, i1)[:, None] * g.fw + np.arange(j0, j1)).ravel(), device=f.device)
-            s = (fp[:, q] @ w.transpose(1, 2)) * inv_norm
-        a = masked_softmax(s, mm, float(options.get("softmax_scale", 10.0)), mask_softmax == "exact")
-    y = paste(a, *blocks(f, g, rate), g, rate, stride, i1 - i0, j1 - j0)  # canvas blocks i0 … i1, j0 … j1
+    beta, nb = blocks(f, g, rate)
+    budget = options.get("memory_budget", DEFAULT_MEMORY_BUDGET)
+    band = max(1, default_chunk_size(g, f.shape[0], fp.element_size(), budget) // (j1 - j0))
+    y = beta.new_zeros(f.shape[0], f.shape[1], (i1 - i0 + 1) * rate, (j1 - j0 + 1) * rate)  # blocks i0 … i1, j0 … j1
+    for r0 in range(i0, i1, band):
+        r1 = min(r0 + band, i1)
+        with torch.autocast(f.device.type, enabled=False):
+            if fuse:
+                v_sel, t1, t2 = fuse_plan_window(g.fh, g.fw, g.bh, g.bw, fuse_k, (r0, r1), (j0, j1), f.device)
+                s = shift_sum((fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm, t1, fuse_k)
+                s = shift_sum(s, t2, fuse_k, (g.bh, g.bw))
+            else:
+                q = (np.arange(r0, r1)[:, None] * g.fw + np.arange(j0, j1)).ravel()
+                s = (fp[:, torch.as_tensor(q, device=f.device)] @ w.transpose(1, 2)) * inv_norm
+            a = masked_softmax(s, mm, float(options.get("softmax_scale", 10.0)), mask_softmax == "exact")
+        y[..., (r0 - i0) * rate : (r1 - i0 + 1) * rate, :] += paste(a, beta, nb, g, rate, stride, r1 - r0, j1 - j0)
     if paste_norm == "official":
         y = y / 4.0
     else:

@@ -20,7 +20,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-from matplotlib import cbook
 
 from .images import open_image
 
@@ -45,6 +44,8 @@ def _skimage_data() -> Path | None:
 def photo_path(name: str) -> Path | None:
     """The file of photo `name`, or None when the package that ships it is not installed."""
     if name == "hopper":
+        from matplotlib import cbook  # noqa: PLC0415  (not at import: the inpaint command needs no photo)
+
         return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     folder = _skimage_data()
     path = None if folder is None else folder / (name + _SUFFIX.get(name, ".png"))

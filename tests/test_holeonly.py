@@ -76,7 +76,9 @@ def test_attention_window_equals_the_window_of_the_whole_layer(h2, w2, options, 
     y0, x0 = data.draw(st.integers(0, H - 1)), data.draw(st.integers(0, W - 1))
     win = ((y0, data.draw(st.integers(y0 + 1, H))), (x0, data.draw(st.integers(x0 + 1, W))))
     full, _ = contextual_attention(f, f, mask, **options)
-    part = attention_window(f, mask, win, **options)
+    # a small memory budget: the window's queries in bands of a few rows
+    budget = data.draw(st.sampled_from([1 << 30, 20_000, 1]), label="memory_budget")
+    part = attention_window(f, mask, win, **options, memory_budget=budget)
     torch.testing.assert_close(part, full[..., win[0][0] : win[0][1], win[1][0] : win[1][1]], rtol=0, atol=1e-12)
 
 
