@@ -90,6 +90,35 @@ def hole_window(mask: torch.Tensor) -> Window | None:
     return (int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1)
 
 
+def _options(options: dict) -> tuple:
+    """The layer's keywords with their defaults: ksize, stride, rate, fuse_k, fuse, mask_softmax, paste_norm, scale."""
+    get = options.get
+    masking = get("mask_softmax", "official"), get("paste_norm", "official")
+    return (get("ksize", 3), get("stride", 1), get("rate", 2), get("fuse_k", 3), get("fuse", True), *masking,
+            float(get("softmax_scale", 10.0)))  # fmt: skip
+
+
+def prepare_window(f: torch.Tensor, mask: torch.Tensor, **options) -> tuple:
+    """What every window of self-attention on `f` shares: geometry, query patches, keys, their norms, valid keys."""
+    ksize, stride, rate, fuse_k, fuse, mask_softmax, paste_norm, _ = _options(options)
+    return _prepare(f, f, mask, ksize, stride, rate, fuse_k, fuse, False, mask_softmax, paste_norm)
+
+
+def window_weights(prepared: tuple, rows: tuple[int, int], cols: tuple[int, int], **options) -> torch.Tensor:
+    """Attention weights (B, q, L) of the queries rows × cols of f↓ (row-major), fused and masked as the layer does."""
+    g, fp, w, inv_norm, mm = prepared
+    _, _, _, fuse_k, fuse, mask_softmax, _, scale = _options(options)
+    with torch.autocast(fp.device.type, enabled=False):
+        if fuse:
+            v_sel, t1, t2 = fuse_plan_window(g.fh, g.fw, g.bh, g.bw, fuse_k, rows, cols, fp.device)
+            s = shift_sum((fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm, t1, fuse_k)
+            s = shift_sum(s, t2, fuse_k, (g.bh, g.bw))
+        else:
+            q = (np.arange(*rows)[:, None] * g.fw + np.arange(*cols)).ravel()
+            s = (fp[:, torch.as_tensor(q, device=fp.device)] @ w.transpose(1, 2)) * inv_norm
+        return masked_softmax(s, mm, scale, mask_softmax == "exact")
+
+
 def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options) -> torch.Tensor:
     """`contextual_attention(f, f, mask, **options)[0]` on the window `win` of its output only (self-attention).
 
@@ -97,10 +126,9 @@ def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options
     time within the layer's memory budget; the fuse reads their neighbours' raw scores through `fuse_plan_window`.
     Returns (B, C, win height, win width).
     """
-    ksize, stride, rate = options.get("ksize", 3), options.get("stride", 1), options.get("rate", 2)
-    fuse_k, fuse = options.get("fuse_k", 3), options.get("fuse", True)
-    mask_softmax, paste_norm = options.get("mask_softmax", "official"), options.get("paste_norm", "official")
-    g, fp, w, inv_norm, mm = _prepare(f, f, mask, ksize, stride, rate, fuse_k, fuse, False, mask_softmax, paste_norm)
+    _, stride, rate, _, _, _, paste_norm, _ = _options(options)
+    prepared = prepare_window(f, mask, **options)
+    g, fp = prepared[:2]
     (y0, y1), (x0, x1) = win
     # block I of the paste canvas holds quarters of the patches of queries I - 1 and I (§4.8)
     i0, i1 = max((y0 + g.pt) // rate - 1, 0), min((y1 - 1 + g.pt) // rate + 1, g.fh)
@@ -111,15 +139,7 @@ def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options
     y = beta.new_zeros(f.shape[0], f.shape[1], (i1 - i0 + 1) * rate, (j1 - j0 + 1) * rate)  # blocks i0 … i1, j0 … j1
     for r0 in range(i0, i1, band):
         r1 = min(r0 + band, i1)
-        with torch.autocast(f.device.type, enabled=False):
-            if fuse:
-                v_sel, t1, t2 = fuse_plan_window(g.fh, g.fw, g.bh, g.bw, fuse_k, (r0, r1), (j0, j1), f.device)
-                s = shift_sum((fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm, t1, fuse_k)
-                s = shift_sum(s, t2, fuse_k, (g.bh, g.bw))
-            else:
-                q = (np.arange(r0, r1)[:, None] * g.fw + np.arange(j0, j1)).ravel()
-                s = (fp[:, torch.as_tensor(q, device=f.device)] @ w.transpose(1, 2)) * inv_norm
-            a = masked_softmax(s, mm, float(options.get("softmax_scale", 10.0)), mask_softmax == "exact")
+        a = window_weights(prepared, (r0, r1), (j0, j1), **options)
         y[..., (r0 - i0) * rate : (r1 - i0 + 1) * rate, :] += paste(a, beta, nb, g, rate, stride, r1 - r0, j1 - j0)
     if paste_norm == "official":
         y = y / 4.0
