@@ -234,7 +234,7 @@ def contextual_attention(
     if len(pieces) == 1:
         canvas = pieces[0][0]
     else:
-        canvas = beta.new_zeros(B, f.shape[1] if b is f else b.shape[1], (g.fh + 1) * r, (g.fw + 1) * r)
+        canvas = pieces[0][0].new_zeros(B, b.shape[1], (g.fh + 1) * r, (g.fw + 1) * r)
         for piece, (r0, c0), _ in pieces:
             canvas[..., r0 * r : r0 * r + piece.shape[2], c0 * r : c0 * r + piece.shape[3]] += piece
     y = canvas[..., g.pt : g.pt + g.H, g.pl : g.pl + g.W]

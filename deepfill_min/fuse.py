@@ -7,7 +7,7 @@ of queries p and keys l, then along the column-major order, wrap-around at row e
   (B, fh, fw, bh, bw) view for the column-major pass, with a hand-written adjoint for the backward;
 * a chunk of queries (`fuse_plan` + `shift_sum`): the fuse reaches neighbouring queries (and, through the
   wrap-around, the first and last rows), so the chunk's raw scores are computed on a halo of queries; each pass
-  gathers the queries' neighbours through precomputed tables (``index_select`` of rows) and shifts the keys with
+  gathers the queries' neighbours through precomputed tables (whole rows of scores) and shifts the keys with
   slice-adds, in column-major order on the transposed key grid.
 
 `tests/test_attention.py` checks both against the NumPy oracle and against each other for every chunk size.
@@ -84,7 +84,7 @@ def shift_sum(s: torch.Tensor, rows: torch.Tensor, k: int, grid: tuple[int, int]
     r"""One pass of the fuse on a chunk: $out_{p,l} = \sum_t s_{\mathrm{rows}_t(p),\ l + t - c}$, zero outside.
 
     Keys step in row-major order, or in column-major order of the key `grid` (bh, bw) (then on the transposed
-    scores); `rows` (k, n) index the rows of `s`, the sentinel ``len(s)`` reads a zero row.
+    scores); `rows` (k, n) index the rows of `s` (its dimension 1), the sentinel ``s.shape[1]`` reads a zero row.
     """
     s = F.pad(s, (0, 0, 0, 1))
     if grid is not None:
@@ -93,6 +93,8 @@ def shift_sum(s: torch.Tensor, rows: torch.Tensor, k: int, grid: tuple[int, int]
     out = s[:, rows[c]]
     for t in range(k):
         d = t - c
+        if abs(d) >= L:  # a step past every key adds nothing (a fuse kernel longer than the key grid)
+            continue
         if d > 0:
             out[..., : L - d] += s[:, rows[t], d:]
         elif d < 0:
@@ -113,6 +115,8 @@ def _shift_add(s: torch.Tensor, offsets: range, grids: tuple | None = None) -> t
             continue
         if grids is None:
             n_p, n_l = s.shape[1:]
+            if abs(d) >= min(n_p, n_l):  # a step past every query or key adds nothing
+                continue
             lo, hi = max(-d, 0), max(d, 0)
             out[:, lo : n_p - hi, lo : n_l - hi] += s[:, hi : n_p - lo, hi : n_l - lo]
             continue

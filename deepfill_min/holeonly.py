@@ -8,8 +8,8 @@ is used. Removing a small object from a large photo should not cost a forward pa
 2. **The attention branch's encoder on the whole image.** $\tilde x = x_1 m + x (1 - m)$ is the input image outside
    the hole, and every position of it is a key the attention may copy from: pmconv1-6 run everywhere.
 3. **Attention for the needed queries only.** Contextual attention is evaluated for the queries whose pasted
-   patches reach the decoder's window, scored against all keys; the fuse's neighbouring queries (its *halo*, §4.5)
-   enter through the same neighbour tables as the chunked layer.
+   patches reach the window that pmconv9-10 read for the decoder, scored against all keys; the fuse's neighbouring
+   queries (its *halo*, §4.5) enter through the same neighbour tables as the chunked layer.
 4. **The hallucination branch, pmconv9-10 and the decoder on a crop** around the hole.
 
 **Why a crop gives exact values.** For a layer with kernel k, stride s and dilation d, output o reads the inputs
@@ -150,6 +150,25 @@ def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options
 
 
 @torch.no_grad()
+def coarse_composite(generator: Generator, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    r"""$\tilde x = x_1 m + x (1 - m)$ with stage 1 computed on a crop around the hole only.
+
+    `x`: (B, 3, H, W) with the hole zeroed, `mask`: (1, 1, H, W); without a hole, `x` itself.
+    """
+    H, W = x.shape[-2:]
+    hole = hole_window(mask[0, 0] > 0)
+    if hole is None:
+        return x
+    c1 = _aligned(receptive_window(generator.stack("conv1", "conv17"), hole, (H, W)), 8, (H, W))
+    xc, mc = _crop(x, c1), _crop(mask, c1)
+    ones = torch.ones_like(xc[:, :1])
+    x1 = generator._run(torch.cat([xc, ones, ones * mc], 1), "conv1", "conv17").clamp(-1, 1)
+    xt = x.clone()
+    _crop(xt, c1).copy_(x1 * mc + xc * (1 - mc))
+    return xt
+
+
+@torch.no_grad()
 def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor) -> GeneratorOutput:
     """`generator(x, mask)` where it matters: both outputs are exact inside the hole (to float rounding).
 
@@ -166,11 +185,7 @@ def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor)
         return GeneratorOutput(x, x, None)
     G, ones = generator, torch.ones_like(x[:, :1])
     # 1. stage 1 on a crop: x1 inside the hole, then x̃ = x1 m + x (1 - m)
-    c1 = _aligned(receptive_window(G.stack("conv1", "conv17"), hole, (H, W)), 8, (H, W))
-    xc, mc = _crop(x, c1), _crop(mask, c1)
-    x1 = G._run(torch.cat([xc, _crop(ones, c1), _crop(ones, c1) * mc], 1), "conv1", "conv17").clamp(-1, 1)
-    xt = x.clone()
-    _crop(xt, c1).copy_(x1 * mc + xc * (1 - mc))
+    xt = coarse_composite(G, x, mask)
     xnow = torch.cat([xt, ones, ones * mask], 1)
     # 2. the windows of stage 2: the decoder's inputs (1/4 resolution), then each branch's
     size4 = (H // 4, W // 4)

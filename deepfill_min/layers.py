@@ -83,8 +83,10 @@ class GenDeconv(GenConv):
         B, _, H, W = x.shape
         cout = self.out_channels
         taps = _PHASE_TAPS.to(self.weight)
-        # $K_{ab} = M_a\, w\, M_b^\top$ for each output channel: (2, 2, Cout, Cin, 2, 2) -> (4·Cout, Cin, 2, 2)
-        k = torch.einsum("aiu,ocuv,bjv->abocij", taps, self.weight, taps).reshape(4 * cout, -1, 2, 2)
+        # $K_{ab} = M_a\, w\, M_b^\top$ for each output channel: (2, 2, Cout, Cin, 2, 2) -> (4·Cout, Cin, 2, 2), in
+        # the weights' precision (under autocast the conv then rounds the summed taps once, not the sum's terms)
+        with torch.autocast(x.device.type, enabled=False):
+            k = torch.einsum("aiu,ocuv,bjv->abocij", taps, self.weight, taps).reshape(4 * cout, -1, 2, 2)
         # a 2×2 conv over the input padded by one: phase (a, b) of output (2i + a, 2j + b) is at (i + a, j + b)
         y = ACTIVATIONS[self.activation](F.conv2d(x, k, self.bias.repeat(4), padding=1))
         out = torch.empty(B, cout, 2 * H, 2 * W, dtype=y.dtype, device=y.device, memory_format=_memory_format(x))

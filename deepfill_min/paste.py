@@ -34,6 +34,8 @@ def blocks(b: torch.Tensor, g: Geometry, rate: int) -> tuple[torch.Tensor, tuple
     B, C = b.shape[:2]
     bp = pad_same(b, g.K, g.S)
     nb = (bp.shape[2] // rate, bp.shape[3] // rate)
+    # (with a stride s ≥ 3 SAME may leave a remainder that no patch reads: crop it)
+    bp = bp[..., : nb[0] * rate, : nb[1] * rate].contiguous()
     beta = bp.view(B, C, nb[0], rate, nb[1], rate).permute(0, 2, 4, 1, 3, 5)
     return beta.reshape(B, nb[0] * nb[1], C * rate * rate), nb
 

@@ -20,7 +20,7 @@ import torch
 from reference.tf_ops import same_padding
 
 from .generator import Generator
-from .holeonly import hole_only_forward, prepare_window, window_weights
+from .holeonly import coarse_composite, prepare_window, window_weights
 from .tf_ops import resize_nearest_ac
 
 Box = tuple[int, int, int, int]  # top, left, height, width in image pixels
@@ -51,7 +51,7 @@ def attention_sources(generator: Generator, x: torch.Tensor, mask: torch.Tensor,
         raise ValueError(f"k must be a positive integer, got {k!r}")
     G, options = generator, generator.contextual_attention.kwargs
     # x̃ (stage 1 in the hole, the image elsewhere), then the attention branch's features: keys and queries
-    xt = hole_only_forward(G, x, mask).x_stage1
+    xt = coarse_composite(G, x, mask)
     ones = torch.ones_like(xt[:, :1])
     f = G._run(torch.cat([xt, ones, ones * mask], 1), "pmconv1", "pmconv6")
     prepared = prepare_window(f, resize_nearest_ac(mask, tuple(f.shape[-2:])), **options)

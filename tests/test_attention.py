@@ -300,3 +300,24 @@ def test_bad_input_gives_a_clear_error(change, message):
         arrays = [None if t is None else t.numpy() for t in (f, b, m)]
         with pytest.raises(ValueError, match=message.replace(" torch.Tensor", "")):
             reference.contextual_attention(*arrays, **kw)
+
+
+@pytest.mark.parametrize(("f_shape", "b_shape", "kwargs"), [
+    ((1, 2, 2, 4), (1, 2, 2, 4), {"fuse_k": 7}),  # a fuse kernel longer than the key grid
+    ((1, 2, 8, 8), (1, 2, 7, 7), {"stride": 4, "fuse": False}),  # SAME leaves a remainder no raw patch reads
+    ((1, 2, 5, 5), (1, 2, 5, 5), {"stride": 3, "fuse": False, "rate": 1}),
+])  # fmt: skip
+def test_odd_geometries_match_the_reference(f_shape, b_shape, kwargs):
+    rng = np.random.default_rng(0)
+    f, b = rng.random(f_shape), rng.random(b_shape)
+    want, _ = reference.contextual_attention(f, b, None, **kwargs)
+    for chunk in (None, 1):
+        y, _ = contextual_attention(torch.from_numpy(f), torch.from_numpy(b), None, chunk_size=chunk, **kwargs)
+        np.testing.assert_allclose(y.numpy(), want, rtol=0, atol=1e-10)
+
+
+def test_autocast_output_dtype_does_not_depend_on_chunking():
+    f = torch.rand(2, 4, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dtypes = {contextual_attention(f, f, None, chunk_size=c)[0].dtype for c in (None, 5)}
+    assert len(dtypes) == 1

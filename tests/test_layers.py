@@ -59,3 +59,12 @@ def test_gendeconv_float32_and_channels_last_stay_close():
     torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
     cl = layer.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(cl, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_in_place_activations_have_second_derivatives():
+    """The critics' gradient penalty differentiates through their leaky ReLU twice; the in-place forms allow it."""
+    torch.manual_seed(0)
+    for act in ("elu", "leaky_relu", "relu"):
+        layer = GenConv(2, 3, 3, 2, activation=act).double()
+        x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradgradcheck(layer, (x,))
