@@ -36,7 +36,7 @@ from torch.utils.checkpoint import checkpoint
 from reference.geometry import Geometry, attention_geometry, check_options, check_shapes
 
 from .fuse import DiagonalSum, fuse_plan, shift_sum
-from .paste import blocks, overlap_count, paste
+from .paste import blocks, normalised, paste
 from .tf_ops import pad_same, resize_nearest_ac, unfold_same
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of score-sized tensors (B×q×L each) one chunk may hold
@@ -57,8 +57,12 @@ def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geomet
         s = s.view(-1, g.fh, g.fw, g.bh, g.bw).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
         s = DiagonalSum.apply(s, fuse_k)
         return s.view(-1, g.fw, g.fh, g.bw, g.bh).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
-    # a chunk: raw scores of the halo V, then both passes through the neighbour tables (wrap-around included)
-    v_sel, r1, r2 = fuse_plan(g.fh, g.fw, g.bh, g.bw, fuse_k, p0, p1, fp.device)
+    return halo_scores(fp, w, inv_norm, g, fuse_k, fuse_plan(g.fh, g.fw, g.bh, g.bw, fuse_k, p0, p1, fp.device))
+
+
+def halo_scores(fp, w, inv_norm, g: Geometry, fuse_k: int, plan: tuple) -> torch.Tensor:
+    """Fused scores of some queries from the raw scores of their halo V through a `fuse_plan` (wrap-around included)."""
+    v_sel, r1, r2 = plan
     s = (fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm
     return shift_sum(shift_sum(s, r1, fuse_k), r2, fuse_k, (g.bh, g.bw))
 
@@ -215,7 +219,6 @@ def contextual_attention(
     g, fp, w, inv_norm, mm = _prepare(
         f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm
     )
-    b = b.contiguous()  # e.g. channels_last features: the blocks' matmul wants the standard layout
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     B, r = f.shape[0], rate
@@ -237,11 +240,7 @@ def contextual_attention(
         canvas = pieces[0][0].new_zeros(B, b.shape[1], (g.fh + 1) * r, (g.fw + 1) * r)
         for piece, (r0, c0), _ in pieces:
             canvas[..., r0 * r : r0 * r + piece.shape[2], c0 * r : c0 * r + piece.shape[3]] += piece
-    y = canvas[..., g.pt : g.pt + g.H, g.pl : g.pl + g.W]
-    if paste_norm == "official":
-        y = y / 4.0
-    else:
-        y = y / overlap_count(g, rate, y.dtype, y.device)[..., g.pt : g.pt + g.H, g.pl : g.pl + g.W]
+    y = normalised(canvas, paste_norm, g, rate, (0, 0))[..., g.pt : g.pt + g.H, g.pl : g.pl + g.W]
     offsets = None
     if return_offsets:
         # §4.7 best key (row, col) minus the query's own position, on the grid of f↓

@@ -33,11 +33,11 @@ import torch
 
 from reference.tf_ops import same_padding
 
-from .attention import DEFAULT_MEMORY_BUDGET, _prepare, default_chunk_size, masked_softmax
-from .fuse import fuse_plan_window, shift_sum
+from .attention import DEFAULT_MEMORY_BUDGET, _prepare, default_chunk_size, halo_scores, masked_softmax
+from .fuse import fuse_plan_window
 from .generator import Generator, GeneratorOutput, check_inputs
 from .layers import GenConv, GenDeconv
-from .paste import blocks, overlap_count, paste
+from .paste import blocks, normalised, paste
 from .tf_ops import resize_nearest_ac
 
 Window = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right)), half-open
@@ -110,9 +110,8 @@ def window_weights(prepared: tuple, rows: tuple[int, int], cols: tuple[int, int]
     _, _, _, fuse_k, fuse, mask_softmax, _, scale = _options(options)
     with torch.autocast(fp.device.type, enabled=False):
         if fuse:
-            v_sel, t1, t2 = fuse_plan_window(g.fh, g.fw, g.bh, g.bw, fuse_k, rows, cols, fp.device)
-            s = shift_sum((fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm, t1, fuse_k)
-            s = shift_sum(s, t2, fuse_k, (g.bh, g.bw))
+            plan = fuse_plan_window(g.fh, g.fw, g.bh, g.bw, fuse_k, rows, cols, fp.device)
+            s = halo_scores(fp, w, inv_norm, g, fuse_k, plan)
         else:
             q = (np.arange(*rows)[:, None] * g.fw + np.arange(*cols)).ravel()
             s = (fp[:, torch.as_tensor(q, device=fp.device)] @ w.transpose(1, 2)) * inv_norm
@@ -141,10 +140,7 @@ def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options
         r1 = min(r0 + band, i1)
         a = window_weights(prepared, (r0, r1), (j0, j1), **options)
         y[..., (r0 - i0) * rate : (r1 - i0 + 1) * rate, :] += paste(a, beta, nb, g, rate, stride, r1 - r0, j1 - j0)
-    if paste_norm == "official":
-        y = y / 4.0
-    else:
-        y = y / overlap_count(g, rate, y.dtype, y.device)[..., i0 * rate : (i1 + 1) * rate, j0 * rate : (j1 + 1) * rate]
+    y = normalised(y, paste_norm, g, rate, (i0 * rate, j0 * rate))
     oy, ox = i0 * rate - g.pt, j0 * rate - g.pl  # the canvas's first pixel in f's coordinates
     return y[..., y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 

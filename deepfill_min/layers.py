@@ -4,7 +4,8 @@ r"""The three layers DeepFill v1 is built from, with TensorFlow's padding and re
   the rest after, so a stride-2 3×3 conv on an even input pads (0, 1), not PyTorch's symmetric 1: with symmetric
   padding the official weights are off by up to 0.48 at 256×256 (§2.1).
 * `GenDeconv` (``gen_deconv``): nearest ×2 upsampling, then a 3×3 `GenConv`. For exact doubling, align-corners
-  nearest equals ``floor(y/2)``, so ``F.interpolate(scale_factor=2)`` is exact here (§2.2, §2.3).
+  nearest equals ``floor(y/2)``, so ``F.interpolate(scale_factor=2)`` is exact here (§2.2, §2.3); the forward
+  computes the same function sub-pixel, without upsampling (below).
 * `DisConv` (``dis_conv``): a 5×5 stride-2 TF-SAME conv and leaky ReLU 0.2 (§5).
 
 Each layer *is* an ``nn.Conv2d``, so its parameters are plain ``weight`` and ``bias`` and a layer named ``conv1``

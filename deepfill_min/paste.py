@@ -83,10 +83,15 @@ def paste(a: torch.Tensor, beta: torch.Tensor, nb: tuple[int, int], g: Geometry,
     return y.reshape(B, -1, (rows + 1) * rate, (cols + 1) * rate)
 
 
-def overlap_count(g: Geometry, rate: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(1, 1, (fh+1)·r, (fw+1)·r): how many pasted patches cover each canvas pixel (``paste_norm="overlap"``)."""
-    count = torch.zeros(g.fh + 1, g.fw + 1, dtype=dtype, device=device)
+def normalised(y: torch.Tensor, paste_norm: str, g: Geometry, rate: int, origin: tuple[int, int]) -> torch.Tensor:
+    """A part of the canvas starting at canvas pixel `origin`, divided by 4 (official) or, for ``"overlap"``, by how
+    many pasted patches cover each of its pixels."""
+    if paste_norm == "official":
+        return y / 4.0
+    count = torch.zeros(g.fh + 1, g.fw + 1, dtype=y.dtype, device=y.device)
     for a in range(2):
         for c in range(2):
             count[a : a + g.fh, c : c + g.fw] += 1
-    return count.repeat_interleave(rate, 0).repeat_interleave(rate, 1)[None, None]
+    count = count.repeat_interleave(rate, 0).repeat_interleave(rate, 1)
+    (t, l), (h, w) = origin, y.shape[-2:]
+    return y / count[t : t + h, l : l + w]
