@@ -6,17 +6,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo tutorial results pretrained pretrained-check bench clean
+.PHONY: test browser app demo tutorial results pretrained pretrained-check bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# the unit and property tests, then every notebook of tutorial/ executed top to bottom (nbmake)
-test: $(STAMP)
+# the unit and property tests, the app in a real headless browser, then every notebook of tutorial/ executed top to
+# bottom (nbmake)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --hypothesis-profile=ci --nbmake tests tutorial
+
+# the browser that tests/test_app_browser.py drives: Debian's chromium, installed with apt when it is missing and this
+# user may (root or password-less sudo); otherwise the browser test is skipped with a note (.ci/run requires it)
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then s=; elif sudo -n true 2>/dev/null; then s=sudo; \
+	  else echo "note: chromium is missing and apt needs root: the browser test will be skipped"; exit 0; fi; \
+	  echo "installing Debian's chromium for the browser test (apt-get install chromium)"; \
+	  $$s apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$s apt-get update -q >/dev/null 2>&1 && $$s apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	  echo "note: chromium could not be installed: the browser test will be skipped"; }
+
+# the app on http://127.0.0.1:8080/ with the shipped model (deepfill-min app --help for the options)
+app: $(STAMP)
+	$(BIN)/deepfill-min app
 
 # the main job: pixel-level attention on built-in images, a real training run (tiny preset) and its evaluation,
 # then the shipped model's fills of held-out images

@@ -120,6 +120,27 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from .app import AppServer  # noqa: PLC0415
+    from .config import resolve_device  # noqa: PLC0415
+    from .explorer import Explorer  # noqa: PLC0415
+    from .weights import load_generator  # noqa: PLC0415
+
+    if not 0 <= args.port < 65536:
+        raise ValueError(f"--port must be from 0 to 65535, got {args.port}")
+    generator, color_order = load_generator(args.checkpoint, resolve_device(args.device))
+    try:
+        server = AppServer(Explorer(generator, color_order, args.max_side), args.host, args.port, args.checkpoint)
+    except OSError as err:
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: {one_line(err)}") from None
+    print(f"deepfill-min app: serving {args.checkpoint} on {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
 def check_sizes(image_size: list[int], hole_size: list[int]) -> tuple[tuple[int, int], tuple[int, int]]:
     """--image-size and --hole-size as tuples, checked (multiples of 8 of at least 16; a hole smaller than that)."""
     size, hole = tuple(image_size), tuple(hole_size)
@@ -240,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the generator on every pixel (default: only what can reach the hole; same result)")
     paint.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     paint.set_defaults(func=cmd_inpaint)
+
+    app = sub.add_parser("app", help="a local web page: draw a hole, see the fill and where attention copied it from")
+    app.add_argument("--checkpoint", default="builtin",
+                     help="'builtin' (the shipped model, the default), a .safetensors file, a checkpoint .pt, or a "
+                          "training run directory (official weights: convert them with convert-tf first)")  # fmt: skip
+    app.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this machine only)")
+    app.add_argument("--port", type=int, default=8080, help="the port (0: any free port)")
+    app.add_argument("--max-side", type=positive_int, default=2048,
+                     help="larger images are refused with an offer to downscale them to this many pixels a side")
+    app.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    app.set_defaults(func=cmd_app)
 
     ev = sub.add_parser("evaluate", help="metrics of a model and its baselines on held-out images (fixed masks)")
     ev.add_argument("--checkpoint", nargs="*", default=[], metavar="[LABEL=]PATH",

@@ -68,6 +68,16 @@ def flow_images(offsets: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return rgb.repeat(ry, axis=2).repeat(rx, axis=3).transpose(0, 2, 3, 1)
 
 
+def flow_legend(size: int = 101) -> np.ndarray:
+    """The flow colour wheel as a (size, size, 3) uint8 picture: every offset up to length 1 (row down, column right
+    from the centre), coloured as `flow_to_image` colours a flow whose longest offset is 1, white outside the disc."""
+    r = np.linspace(-1, 1, size)
+    dy, dx = np.meshgrid(r, r, indexing="ij")
+    inside = dy**2 + dx**2 <= 1
+    wheel = np.stack([np.where(inside, dy, 0), np.where(inside, dx, 0)])[None]  # (1, 2, size, size)
+    return flow_to_image(wheel)[0].transpose(1, 2, 0).astype(np.uint8)
+
+
 def save_grid(path: str | Path, columns: dict[str, np.ndarray], title: str = "") -> Path:
     """A figure with one column per entry of `columns` (title -> (N, H, W, 3)) and one row per image."""
     path = Path(path)

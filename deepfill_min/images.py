@@ -21,6 +21,7 @@ The first frame of an animation or multi-page file is used. Colour profiles (ICC
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,18 +67,24 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
-def open_image(path: str | Path, what: str = "image", draft: tuple[int, int] | None = None) -> Decoded:
+def open_image(path: str | Path | bytes, what: str = "image", draft: tuple[int, int] | None = None) -> Decoded:
     """Decode `path` fully, as displayed (EXIF orientation applied), to 8-bit RGB plus its alpha channel if any.
 
+    `path` may also be the bytes of a file (an upload); the messages then name `what` alone.
     `draft` (width, height, as displayed): a JPEG is decoded at the smallest of its DCT scales (1/2, 1/4, 1/8) that
     still covers that size, several times faster for a large photo that is resized to a small one anyway.
     """
-    path = check_file(path, what)
-    if path.stat().st_size == 0:
-        raise ValueError(f"{what} {path} is empty (0 bytes)")
+    if isinstance(path, bytes):
+        name, source = what, io.BytesIO(path)
+        size = len(path)
+    else:
+        source = path = check_file(path, what)
+        name, size = f"{what} {path}", path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{name} is empty (0 bytes)")
     rgba = None
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             if draft is not None and img.format == "JPEG":
                 sideways = img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
                 img.draft("RGB", draft[::-1] if sideways else draft)
@@ -87,15 +94,15 @@ def open_image(path: str | Path, what: str = "image", draft: tuple[int, int] | N
                 img = _to_8bit(img)
                 rgba = np.asarray(img.convert("RGBA") if has_alpha else img.convert("RGB"))
     except UnidentifiedImageError:
-        raise ValueError(f"{what} {path} is not an image that Pillow can read (unknown format or corrupt)") from None
+        raise ValueError(f"{name} is not an image that Pillow can read (unknown format or corrupt)") from None
     except PermissionError:
-        raise ValueError(f"{what} {path} cannot be read: permission denied") from None
+        raise ValueError(f"{name} cannot be read: permission denied") from None
     except Image.DecompressionBombError as err:
-        raise ValueError(f"{what} {path} is too large to decode safely: {one_line(err)}") from None
+        raise ValueError(f"{name} is too large to decode safely: {one_line(err)}") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error) as err:
-        raise ValueError(f"{what} {path} is truncated or corrupt: {one_line(err)}") from None  # Pillow's decoders
+        raise ValueError(f"{name} is truncated or corrupt: {one_line(err)}") from None  # Pillow's decoders
     if rgba is None:
-        raise ValueError(f"{what} {path} is a {REFUSED_MODES[mode]} image (mode {mode}), which is not supported: "
+        raise ValueError(f"{name} is a {REFUSED_MODES[mode]} image (mode {mode}), which is not supported: "
                          "save it as 8- or 16-bit RGB or grayscale")  # fmt: skip
     if rgba.shape[2] == 4:
         return Decoded(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))

@@ -41,6 +41,21 @@ def _to_uint8(x: torch.Tensor, truncate: bool) -> np.ndarray:
     return (v if truncate else np.rint(v)).astype(np.uint8)
 
 
+def model_input(image: np.ndarray, mask: np.ndarray, device: torch.device | str = "cpu",
+                color_order: str = "rgb") -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """`image` ((H, W, 3) uint8 RGB) and `mask` ((H, W) bool) as the model reads them: x (1, 3, H, W) in [-1, 1] in
+    its colour order and m (1, 1, H, W), then both padded on the bottom and right to multiples of 8 (x reflected, or
+    replicated when a side is too short to reflect; m with zeros): ``(x, m, x_padded, m_padded)``."""
+    H, W = mask.shape
+    x = torch.from_numpy(image.astype(np.float32) / np.float32(127.5) - 1).permute(2, 0, 1)[None].to(device)
+    m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
+    if color_order == "bgr":
+        x = x.flip(1)
+    pad_h, pad_w = -H % 8, -W % 8
+    mode = "reflect" if pad_h < H and pad_w < W else "replicate"
+    return x, m, F.pad(x, (0, pad_w, 0, pad_h), mode=mode), F.pad(m, (0, pad_w, 0, pad_h))
+
+
 @torch.no_grad()
 def inpaint(image: np.ndarray, mask: np.ndarray, generator: Generator, color_order: str = "rgb",
             official: bool = False, return_flow: bool = False, full: bool = False) -> InpaintResult:  # fmt: skip
@@ -65,14 +80,7 @@ def inpaint(image: np.ndarray, mask: np.ndarray, generator: Generator, color_ord
             raise ValueError("official=True needs an image of at least 8x8 pixels")
         image, mask = image[:H, :W], mask[:H, :W]
         color_order = "bgr"
-    device = next(generator.parameters()).device
-    x = torch.from_numpy(image.astype(np.float32) / np.float32(127.5) - 1).permute(2, 0, 1)[None].to(device)
-    m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
-    if color_order == "bgr":
-        x = x.flip(1)
-    pad_h, pad_w = -H % 8, -W % 8
-    mode = "reflect" if pad_h < H and pad_w < W else "replicate"
-    xp, mp = F.pad(x, (0, pad_w, 0, pad_h), mode=mode), F.pad(m, (0, pad_w, 0, pad_h))
+    x, m, xp, mp = model_input(image, mask, next(generator.parameters()).device, color_order)
     xin = xp * (1 - mp)
     if full or return_flow:
         out = generator(xin, mp, return_offsets=return_flow)

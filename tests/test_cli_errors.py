@@ -201,6 +201,13 @@ CASES = {
     "prepare-data: only bad images": ["prepare-data", "in/bad_images", "out/p"],
     "prepare-data: into itself": ["prepare-data", "in/imgs", "in/imgs/small"],
     "prepare-data: zero size": ["prepare-data", "in/imgs", "out/p", "--size", "0"],
+    # app (every check happens before the server starts)
+    "app: missing checkpoint": ["app", "--checkpoint", "in/none.pt", "--port", "0"],
+    "app: foreign checkpoint": ["app", "--checkpoint", "in/foreign.pt", "--port", "0"],
+    "app: port out of range": ["app", "--port", "70000"],
+    "app: port not a number": ["app", "--port", "http"],
+    "app: zero max side": ["app", "--max-side", "0"],
+    "app: no cuda": ["app", "--device", "cuda:7", "--port", "0"],
     # the command itself
     "no subcommand": [],
     "unknown subcommand": ["paint"],

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from deepfill_min.attention import attention_weights
 from deepfill_min.generator import Generator
-from deepfill_min.sources import attention_sources
+from deepfill_min.sources import attention_map, attention_sources, hole_offsets
 from deepfill_min.tf_ops import resize_nearest_ac
 
 
@@ -58,3 +58,20 @@ def test_sources_bad_arguments():
         attention_sources(G, x, mask, (3, 3), k=0)
     with pytest.raises(ValueError, match="no contextual attention"):
         attention_sources(Generator(4, attention=False).double(), x, mask, (3, 3))
+
+
+@settings(max_examples=10)  # a full and a hole-only forward each
+@given(st.sampled_from([(64, 64), (96, 128), (128, 72), (40, 56)]), st.integers(0, 2**16),
+       st.sampled_from([{}, {"mask_softmax": "exact"}]), st.booleans())  # fmt: skip
+def test_hole_offsets_are_the_layers_offsets_in_the_hole(size, seed, options, corner):
+    H, W = size
+    G, x, mask = _case(H, W, seed, **options)
+    if corner:  # a second hole in the bottom-left corner, not aligned to the 8x8 cells
+        mask[..., H - 5 :, :7] = 1
+        x = x * (1 - mask)
+    with torch.no_grad():
+        full = G(x, mask, return_offsets=True).offsets
+    got = hole_offsets(attention_map(G, x, mask), mask)
+    hole = mask[0, 0].reshape(H // 8, 8, W // 8, 8).amax((1, 3)) > 0  # the cells that hold a hole pixel
+    assert got.shape == full.shape and torch.equal(got[0][:, hole], full[0][:, hole])
+    assert (got[0][:, ~hole] == 0).all()

@@ -1,0 +1,178 @@
+r"""What the app's server does, without HTTP: load an image, fill a drawn hole, answer clicks with attention sources.
+
+`Explorer` holds one generator and the recent images and fills of every visitor, each under a random id, so that two
+browser tabs (or two users) never see each other's results:
+
+* `load` takes an upload (the bytes of any file `deepfill_min.images` reads, EXIF orientation applied) or a built-in
+  image, and checks it against the size limit: a side above `max_side` pixels (2048 by default) is refused with
+  the size it would have after a downscale, and the caller may ask for that downscale (Lanczos).
+* `fill` takes an image id and the drawn mask (any image file, white = hole, at the image's size): the composite
+  (hole-only inference, `deepfill_min.inpaint`), the coarse stage, and the attention flow of the hole's queries
+  (`sources.hole_offsets`, white elsewhere) with its legend; the attention map is kept for the clicks.
+* `sources` takes a fill id and a pixel: the k heaviest source patches of the query under it, with their weights,
+  read from the layer's own weights (`sources.top_sources`), not recomputed by the page.
+
+Bad input is a `ValueError` with a one-line message (the server turns it into a 400 the page shows): a file that is
+not an image, an image too large or too small, a mask of the wrong size, an empty mask or one covering everything,
+an unknown or expired id, a pixel outside the image. The most recent `keep` images and fills are kept (16 each).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .builtin import BUILTIN_IMAGES, builtin_image
+from .generator import Generator
+from .holdout import flow_images, flow_legend
+from .images import open_image, read_mask
+from .inpaint import inpaint, model_input
+from .sources import AttentionMap, Sources, attention_map, hole_offsets, top_sources
+
+MAX_SIDE = 2048  # pixels: the largest side `load` accepts without a downscale
+MIN_SIDE = 32  # pixels: the smallest side (the attention works on cells of 8x8 pixels)
+BUILTIN_SIZE = 256  # the built-in images are this many pixels a side
+
+
+def png_data_url(rgb: np.ndarray) -> str:
+    """An (H, W, 3) or (H, W) uint8 array as a ``data:image/png;base64,...`` URL."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=3)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def data_url_bytes(url: object, what: str) -> bytes:
+    """The bytes of a base64 ``data:`` URL, or a one-line error naming `what`."""
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url[:100]:
+        raise ValueError(f"{what} must be a base64 data: URL of an image file")
+    try:
+        return base64.b64decode(url.split(",", 1)[1], validate=True)
+    except ValueError:
+        raise ValueError(f"{what} is not valid base64") from None
+
+
+def fitted_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled down to fit `max_side` pixels a side, keeping the aspect ratio."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+@dataclass
+class Fill:
+    image: np.ndarray  # (H, W, 3) uint8 RGB, the input
+    mask: np.ndarray  # (H, W) bool, True = hole
+    result: np.ndarray  # the composite
+    coarse: np.ndarray  # stage 1 in the hole, the image around it
+    flow: np.ndarray | None  # the hole's attention flow, white elsewhere (None without attention)
+    amap: AttentionMap | None  # what the clicks read (None without attention)
+    seconds: float  # the fill's compute time
+
+
+class Explorer:
+    """The app's state: a generator, its colour order, and the recent images and fills by id."""
+
+    def __init__(self, generator: Generator, color_order: str = "rgb", max_side: int = MAX_SIDE,
+                 keep: int = 16) -> None:  # fmt: skip
+        self.generator, self.color_order, self.max_side, self.keep = generator, color_order, max_side, keep
+        self.device = next(generator.parameters()).device
+        self.images: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.fills: OrderedDict[str, Fill] = OrderedDict()
+        self.lock = threading.Lock()  # one model computation at a time; the stores are touched under it too
+
+    def _store(self, store: OrderedDict, value: object) -> str:
+        key = secrets.token_urlsafe(12)
+        store[key] = value
+        while len(store) > self.keep:
+            store.popitem(last=False)
+        return key
+
+    def _get(self, store: OrderedDict, key: object, what: str):
+        if not isinstance(key, str) or key not in store:
+            raise ValueError(f"{what} {str(key)[:40]!r} is unknown or expired: load the image again")
+        store.move_to_end(key)
+        return store[key]
+
+    def load(self, data: bytes | None = None, builtin: str | None = None,
+             downscale: bool = False) -> tuple[str, np.ndarray]:  # fmt: skip
+        """An uploaded file's bytes or a built-in image's name -> (image id, (H, W, 3) uint8 RGB)."""
+        if builtin is not None:
+            if builtin not in BUILTIN_IMAGES:
+                raise ValueError(f"builtin must be one of {', '.join(BUILTIN_IMAGES)}, got {builtin!r}")
+            rgb = np.rint(builtin_image(builtin, BUILTIN_SIZE) * 255).astype(np.uint8)
+        else:
+            if not data:
+                raise ValueError("the uploaded file is empty: choose an image file")
+            try:
+                width, height = Image.open(io.BytesIO(data)).size  # the header only: refuse before decoding
+            except Exception:  # noqa: BLE001  (any failure here is reported by the full decode below)
+                width = height = 0
+            if max(width, height) > self.max_side and not downscale:
+                w, h = fitted_size(width, height, self.max_side)
+                raise TooLarge(f"the image is {width}x{height} pixels, above the limit of {self.max_side} pixels a "
+                               f"side: downscale it to {w}x{h}", (w, h))  # fmt: skip
+            rgb = open_image(data, "the uploaded file").rgb
+            if max(rgb.shape[:2]) > self.max_side:
+                size = fitted_size(rgb.shape[1], rgb.shape[0], self.max_side)
+                rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS))
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            raise ValueError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} pixels: at least {MIN_SIDE} a side needed")
+        with self.lock:
+            return self._store(self.images, rgb), rgb
+
+    def fill(self, image_id: str, mask_file: bytes) -> tuple[str, Fill]:
+        """Fill the hole drawn in `mask_file` (an image file at the image's size, white = hole) -> (fill id, Fill)."""
+        with self.lock:
+            image = self._get(self.images, image_id, "image")
+        mask = read_mask(mask_file, what="the mask")
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                             f"{image.shape[1]}x{image.shape[0]}")  # fmt: skip
+        if not mask.any():
+            raise ValueError("the mask is empty: draw a hole with the brush or the rectangle first")
+        if mask.all():
+            raise ValueError("the mask covers the whole image: leave some context to copy from")
+        with self.lock:
+            start = time.perf_counter()
+            out = inpaint(image, mask, self.generator, self.color_order)
+            amap = flow = None
+            if self.generator.attention:
+                _, _, xp, mp = model_input(image, mask, self.device, self.color_order)
+                amap = attention_map(self.generator, xp * (1 - mp), mp)
+                offsets = hole_offsets(amap, mp)
+                flow = (flow_images(offsets, tuple(xp.shape[-2:]))[0, : mask.shape[0], : mask.shape[1]] * 255)
+                flow = flow.round().astype(np.uint8)
+            result = Fill(image, mask, out.image, out.coarse, flow, amap, time.perf_counter() - start)
+            return self._store(self.fills, result), result
+
+    def sources(self, fill_id: str, point: tuple[int, int], k: int = 5) -> tuple[Fill, Sources]:
+        """The `k` heaviest sources of the query under `point` (row, column) of a fill -> (the fill, `Sources`)."""
+        with self.lock:
+            fill = self._get(self.fills, fill_id, "fill")
+            if fill.amap is None:
+                raise ValueError("this model has no contextual attention: there are no sources to show")
+            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 32:
+                raise ValueError(f"k must be an integer from 1 to 32, got {k!r}")
+            return fill, top_sources(fill.amap, point, k)
+
+
+class TooLarge(ValueError):
+    """An image above the size limit; `size` is (width, height) after the downscale the app offers."""
+
+    def __init__(self, message: str, size: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+@functools.cache
+def legend_url() -> str:
+    """The flow legend (`holdout.flow_legend`) as a PNG data URL, made once."""
+    return png_data_url(flow_legend(101))
