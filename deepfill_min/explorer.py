@@ -7,8 +7,9 @@ browser tabs (or two users) never see each other's results:
   image, and checks it against the size limit: a side above `max_side` pixels (2048 by default) is refused with
   the size it would have after a downscale, and the caller may ask for that downscale (Lanczos).
 * `fill` takes an image id and the drawn mask (any image file, white = hole, at the image's size): the composite
-  (hole-only inference, `deepfill_min.inpaint`), the coarse stage, and the attention flow of the hole's queries
-  (`sources.hole_offsets`, white elsewhere) with its legend; the attention map is kept for the clicks.
+  and the coarse stage (hole-only inference, as `deepfill_min.inpaint` computes them), and the attention flow of the
+  cells that hold a hole pixel (white elsewhere); the attention map (`holeonly.attention_map`) serves both, and is
+  kept for the clicks.
 * `sources` takes a fill id and a pixel: the k heaviest source patches of the query under it, with their weights,
   read from the layer's own weights (`sources.top_sources`), not recomputed by the page.
 
@@ -29,14 +30,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import torch.nn.functional as F
 from PIL import Image
 
 from .builtin import BUILTIN_IMAGES, builtin_image
 from .generator import Generator
 from .holdout import flow_images, flow_legend
+from .holeonly import AttentionMap, attention_map, hole_only_forward
 from .images import open_image, read_mask
-from .inpaint import inpaint, model_input
-from .sources import AttentionMap, Sources, attention_map, hole_offsets, top_sources
+from .inpaint import composite_images, model_input
+from .sources import Sources, top_sources
 
 MAX_SIDE = 2048  # pixels: the largest side `load` accepts without a downscale
 MIN_SIDE = 32  # pixels: the smallest side (the attention works on cells of 8x8 pixels)
@@ -66,6 +69,14 @@ def fitted_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+class TooLarge(ValueError):
+    """An image above the size limit; `size` is (width, height) after the downscale the app offers."""
+
+    def __init__(self, message: str, size: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 @dataclass
 class Fill:
     image: np.ndarray  # (H, W, 3) uint8 RGB, the input
@@ -82,6 +93,8 @@ class Explorer:
 
     def __init__(self, generator: Generator, color_order: str = "rgb", max_side: int = MAX_SIDE,
                  keep: int = 16) -> None:  # fmt: skip
+        if max_side < MIN_SIDE:
+            raise ValueError(f"max_side must be at least {MIN_SIDE} pixels, got {max_side}")
         self.generator, self.color_order, self.max_side, self.keep = generator, color_order, max_side, keep
         self.device = next(generator.parameters()).device
         self.images: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -142,16 +155,19 @@ class Explorer:
             raise ValueError("the mask covers the whole image: leave some context to copy from")
         with self.lock:
             start = time.perf_counter()
-            out = inpaint(image, mask, self.generator, self.color_order)
-            amap = flow = None
-            if self.generator.attention:
-                _, _, xp, mp = model_input(image, mask, self.device, self.color_order)
-                amap = attention_map(self.generator, xp * (1 - mp), mp)
-                offsets = hole_offsets(amap, mp)
-                flow = (flow_images(offsets, tuple(xp.shape[-2:]))[0, : mask.shape[0], : mask.shape[1]] * 255)
-                flow = flow.round().astype(np.uint8)
-            result = Fill(image, mask, out.image, out.coarse, flow, amap, time.perf_counter() - start)
-            return self._store(self.fills, result), result
+            G = self.generator
+            x, m, xp, mp = model_input(image, mask, self.device, self.color_order)
+            xin = xp * (1 - mp)
+            amap = attention_map(G, xin, mp) if G.attention else None  # kept for the clicks
+            out = hole_only_forward(G, xin, mp, return_offsets=G.attention, amap=amap)
+            result, coarse = composite_images(x, m, out, self.color_order)
+            flow = None
+            if G.attention:  # the offsets of the cells that hold a hole pixel, coloured; white elsewhere
+                cells = F.max_pool2d(mp, 8)[:, 0] > 0
+                rgb = flow_images(out.offsets * cells[:, None], tuple(xp.shape[-2:]))[0]
+                flow = (rgb[: mask.shape[0], : mask.shape[1]] * 255).round().astype(np.uint8)
+            fill = Fill(image, mask, result, coarse, flow, amap, time.perf_counter() - start)
+            return self._store(self.fills, fill), fill
 
     def sources(self, fill_id: str, point: tuple[int, int], k: int = 5) -> tuple[Fill, Sources]:
         """The `k` heaviest sources of the query under `point` (row, column) of a fill -> (the fill, `Sources`)."""
@@ -162,14 +178,6 @@ class Explorer:
             if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 32:
                 raise ValueError(f"k must be an integer from 1 to 32, got {k!r}")
             return fill, top_sources(fill.amap, point, k)
-
-
-class TooLarge(ValueError):
-    """An image above the size limit; `size` is (width, height) after the downscale the app offers."""
-
-    def __init__(self, message: str, size: tuple[int, int]) -> None:
-        super().__init__(message)
-        self.size = size
 
 
 @functools.cache

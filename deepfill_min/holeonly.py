@@ -22,11 +22,16 @@ nothing needed reads it, and at the true image borders it is the same TF-SAME ze
 attention on the whole image (align-corners nearest is not a uniform subsampling, §2.2).
 
 The result equals the full computation to float rounding (`tests/test_holeonly.py`: random sizes, holes at the
-borders, several holes, both masking modes, against the full torch path and the NumPy reference). Offsets (the flow
-picture) are defined for every query, so a caller asking for them takes the full path.
+borders, several holes, both masking modes, against the full torch path and the NumPy reference). With
+``return_offsets`` the offsets of the queries computed come too: those of every cell that holds a hole pixel, as the
+full path gives them (`inpaint`'s flow picture still takes the full path: it colours every query). `attention_map`
+keeps x̃ and the attention branch's keys for an explorer (`deepfill_min.sources`), which asks many questions of one
+image.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -118,15 +123,18 @@ def window_weights(prepared: tuple, rows: tuple[int, int], cols: tuple[int, int]
         return masked_softmax(s, mm, scale, mask_softmax == "exact")
 
 
-def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options) -> torch.Tensor:
+def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, prepared: tuple | None = None,
+                     offsets: torch.Tensor | None = None, **options) -> torch.Tensor:  # fmt: skip
     """`contextual_attention(f, f, mask, **options)[0]` on the window `win` of its output only (self-attention).
 
     The queries whose 2r×2r pasted patches cover `win` are scored against every key of f, a band of query rows at a
     time within the layer's memory budget; the fuse reads their neighbours' raw scores through `fuse_plan_window`.
-    Returns (B, C, win height, win width).
+    Returns (B, C, win height, win width). `prepared` (`prepare_window` of f and mask) may be passed if already
+    made; `offsets` (B, 2, rows, columns of f↓), if given, receives those queries' offsets (§4.7, the argmax of the
+    same weights, as ``return_offsets`` gives them).
     """
     _, stride, rate, _, _, _, paste_norm, _ = _options(options)
-    prepared = prepare_window(f, mask, **options)
+    prepared = prepare_window(f, mask, **options) if prepared is None else prepared
     g, fp = prepared[:2]
     (y0, y1), (x0, x1) = win
     # block I of the paste canvas holds quarters of the patches of queries I - 1 and I (§4.8)
@@ -140,6 +148,10 @@ def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, **options
         r1 = min(r0 + band, i1)
         a = window_weights(prepared, (r0, r1), (j0, j1), **options)
         y[..., (r0 - i0) * rate : (r1 - i0 + 1) * rate, :] += paste(a, beta, nb, g, rate, stride, r1 - r0, j1 - j0)
+        if offsets is not None:  # best key (row, column) minus the query's own cell
+            best = a.argmax(-1).view(-1, r1 - r0, j1 - j0)
+            offsets[:, 0, r0:r1, j0:j1] = best // g.lw - torch.arange(r0, r1, device=best.device)[:, None]
+            offsets[:, 1, r0:r1, j0:j1] = best % g.lw - torch.arange(j0, j1, device=best.device)
     y = normalised(y, paste_norm, g, rate, (i0 * rate, j0 * rate))
     oy, ox = i0 * rate - g.pt, j0 * rate - g.pl  # the canvas's first pixel in f's coordinates
     return y[..., y0 - oy : y1 - oy, x0 - ox : x1 - ox]
@@ -164,24 +176,61 @@ def coarse_composite(generator: Generator, x: torch.Tensor, mask: torch.Tensor) 
     return xt
 
 
+@dataclass
+class AttentionMap:
+    """Stage 2's attention branch for one image and hole, computed once: what hole-only inference and every question
+    about the sources of a hole pixel (`deepfill_min.sources`) share."""
+
+    xt: torch.Tensor  # x̃ = x1 m + x (1 - m), stage 1 computed around the hole
+    features: torch.Tensor  # pmconv6 of x̃ on the whole image (B, C, H/4, W/4): the keys and the queries
+    mask: torch.Tensor  # the hole at the features' size
+    prepared: tuple  # `prepare_window` of both
+    options: dict  # the layer's keywords
+
+    @property
+    def cell(self) -> tuple[int, int]:
+        """Image pixels per query (8×8 for the model)."""
+        g = self.prepared[0]
+        return self.xt.shape[-2] // g.fh, self.xt.shape[-1] // g.fw
+
+
 @torch.no_grad()
-def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor) -> GeneratorOutput:
+def attention_map(generator: Generator, x: torch.Tensor, mask: torch.Tensor) -> AttentionMap:
+    """The `AttentionMap` of `x` ((B, 3, H, W) in [-1, 1], hole zeroed) and `mask` ((1, 1, H, W), 1 = hole)."""
+    if not generator.attention:
+        raise ValueError("the generator has no contextual attention (attention=False)")
+    xt = coarse_composite(generator, x, mask)
+    ones = torch.ones_like(xt[:, :1])
+    f = generator._run(torch.cat([xt, ones, ones * mask], 1), "pmconv1", "pmconv6")
+    options = generator.contextual_attention.kwargs
+    m = resize_nearest_ac(mask, tuple(f.shape[-2:]))
+    return AttentionMap(xt, f, m, prepare_window(f, m, **options), options)
+
+
+@torch.no_grad()
+def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False,
+                      amap: AttentionMap | None = None) -> GeneratorOutput:  # fmt: skip
     """`generator(x, mask)` where it matters: both outputs are exact inside the hole (to float rounding).
 
     `x`: (B, 3, H, W) with the hole zeroed; `mask`: (1, 1, H, W), 1 = hole. Outside the windows computed, the
     outputs hold `x`: ``x_stage1`` is $\tilde x$ (stage 1 in the hole, the input elsewhere), ``x_stage2`` is the
-    refined result on a crop around the hole. ``offsets`` is None.
+    refined result on a crop around the hole. ``offsets`` is None unless `return_offsets`: then the offsets of the
+    queries computed (every cell that holds a hole pixel among them, equal to the full generator's there), 0 at the
+    others. `amap` (`attention_map` of the same x and mask) saves its work if already made.
     """
     check_inputs(x, mask)
     if mask.shape[0] != 1:
         raise ValueError(f"mask must have batch 1 for hole-only inference, got {mask.shape[0]}")
     H, W = x.shape[-2:]
     hole = hole_window(mask[0, 0] > 0)
-    if hole is None:
-        return GeneratorOutput(x, x, None)
     G, ones = generator, torch.ones_like(x[:, :1])
-    # 1. stage 1 on a crop: x1 inside the hole, then x̃ = x1 m + x (1 - m)
-    xt = coarse_composite(G, x, mask)
+    offsets = x.new_zeros(x.shape[0], 2, H // 8, W // 8, dtype=torch.long) if return_offsets else None
+    if hole is None:
+        return GeneratorOutput(x, x, offsets)
+    # 1. stage 1 on a crop: x1 inside the hole, then x̃ = x1 m + x (1 - m); with attention, the keys of x̃
+    if G.attention and amap is None:
+        amap = attention_map(G, x, mask)
+    xt = amap.xt if G.attention else coarse_composite(G, x, mask)
     xnow = torch.cat([xt, ones, ones * mask], 1)
     # 2. the windows of stage 2: the decoder's inputs (1/4 resolution), then each branch's
     size4 = (H // 4, W // 4)
@@ -193,16 +242,15 @@ def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor)
     c2 = _aligned(c2, 8, (H, W))
     z = G._run(_crop(xnow, c2), "xconv1", "xconv10_atrous")
     if G.attention:
-        # 3. keys from the whole image, queries for the window wy only
-        pm = G._run(xnow, "pmconv1", "pmconv6")
+        # 3. queries for the window wy only, against every key of the image
+        pm = amap.features
         y = pm.new_zeros(*pm.shape[:2], *z.shape[-2:])  # outside wy nothing needed reads y
         (t, b), (l, r) = wy
         top, left = c2[0][0] // 4, c2[1][0] // 4
-        y[..., t - top : b - top, l - left : r - left] = attention_window(
-            pm, resize_nearest_ac(mask, size4), wy, **G.contextual_attention.kwargs
-        )
+        y[..., t - top : b - top, l - left : r - left] = attention_window(pm, amap.mask, wy, amap.prepared, offsets,
+                                                                          **amap.options)  # fmt: skip
         z = torch.cat([z, G._run(y, "pmconv9", "pmconv10")], 1)
     # 4. the decoder on the crop
     x2 = x.clone()
     _crop(x2, c2).copy_(G._run(z, "allconv11", "allconv17").clamp(-1, 1))
-    return GeneratorOutput(xt, x2, None)
+    return GeneratorOutput(xt, x2, offsets)

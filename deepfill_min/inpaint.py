@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .generator import Generator
+from .generator import Generator, GeneratorOutput
 from .holdout import flow_images
 from .holeonly import hole_only_forward
 
@@ -86,12 +86,20 @@ def inpaint(image: np.ndarray, mask: np.ndarray, generator: Generator, color_ord
         out = generator(xin, mp, return_offsets=return_flow)
     else:
         out = hole_only_forward(generator, xin, mp)
-    x2, x1 = out.x_stage2[..., :H, :W], out.x_stage1[..., :H, :W]
-    composite = x2 * m + x * (1 - m)
-    if color_order == "bgr":
-        composite, x1 = composite.flip(1), x1.flip(1)
     flow = None
     if return_flow:
         rgb = flow_images(out.offsets, tuple(xp.shape[-2:]))[0, :H, :W]
         flow = (rgb * 255).round().astype(np.uint8)
-    return InpaintResult(_to_uint8(composite, truncate=official), _to_uint8(x1, truncate=official), flow)
+    return InpaintResult(*composite_images(x, m, out, color_order, truncate=official), flow)
+
+
+def composite_images(x: torch.Tensor, m: torch.Tensor, out: GeneratorOutput, color_order: str = "rgb",
+                     truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The composite $x_2 m + x (1 - m)$ and the coarse stage of a generator's output on the padded input, cropped to
+    the size of `x` and `m` (`model_input`'s first two), as (H, W, 3) uint8 RGB."""
+    H, W = m.shape[-2:]
+    x2, x1 = out.x_stage2[..., :H, :W], out.x_stage1[..., :H, :W]
+    composite = x2 * m + x * (1 - m)
+    if color_order == "bgr":
+        composite, x1 = composite.flip(1), x1.flip(1)
+    return _to_uint8(composite, truncate), _to_uint8(x1, truncate)
