@@ -10,6 +10,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from PIL import Image
 
 from deepfill_min.app import AppServer
 from deepfill_min.builtin import builtin_image
+from deepfill_min.cli import main
 from deepfill_min.explorer import Explorer, TooLarge, data_url_bytes, png_data_url
 from deepfill_min.generator import Generator
 from deepfill_min.inpaint import inpaint, model_input
@@ -238,3 +240,17 @@ def test_the_app_command_serves_until_interrupted():
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err.strip() == "deepfill-min: interrupted"
+
+
+def test_official_weights_converted_by_convert_tf_fill_in_their_colour_order(tmp_path):
+    # the TensorFlow fixture of tests/test_convert_tf.py (written by TensorFlow itself; cnum 2, BGR)
+    out = tmp_path / "official.safetensors"
+    assert main(["convert-tf", str(Path(__file__).parent / "fixtures" / "tf_checkpoint"), "--out", str(out)]) == 0
+    G, order = load_generator(out)
+    ex = Explorer(G, order)
+    assert order == "bgr"
+    image, mask = photo(64, 80, seed=5), box_mask(64, 80, 16, 16, 24, 32)
+    fill_id, fill = ex.fill(ex.load(png(image))[0], png(mask.astype(np.uint8) * 255))
+    assert np.array_equal(fill.result, inpaint(image, mask, G, "bgr").image)
+    _, _, xp, mp = model_input(image, mask, color_order="bgr")
+    assert ex.sources(fill_id, (30, 30))[1] == attention_sources(G, xp * (1 - mp), mp, (30, 30))
