@@ -43,7 +43,7 @@ from .sources import Sources, top_sources
 
 MAX_SIDE = 2048  # pixels: the largest side `load` accepts without a downscale
 MIN_SIDE = 32  # pixels: the smallest side (the attention works on cells of 8x8 pixels)
-BUILTIN_SIZE = 256  # the built-in images are this many pixels a side
+BUILTIN_SIZE = 128  # the built-in images' side: the shipped model's training size (the page shows them enlarged)
 
 
 def png_data_url(rgb: np.ndarray) -> str:

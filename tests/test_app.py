@@ -20,7 +20,7 @@ from PIL import Image
 from deepfill_min.app import AppServer
 from deepfill_min.builtin import builtin_image
 from deepfill_min.cli import main
-from deepfill_min.explorer import Explorer, TooLarge, data_url_bytes, png_data_url
+from deepfill_min.explorer import BUILTIN_SIZE, Explorer, TooLarge, data_url_bytes, png_data_url
 from deepfill_min.generator import Generator
 from deepfill_min.inpaint import inpaint, model_input
 from deepfill_min.sources import attention_sources
@@ -62,7 +62,7 @@ def test_load_uploads_builtins_and_the_size_limit(explorer):
     image_id, rgb = explorer.load(png(image))
     assert np.array_equal(rgb, image) and np.array_equal(explorer.images[image_id], image)
     _, rgb = explorer.load(builtin="stripes")
-    assert np.array_equal(rgb, np.rint(builtin_image("stripes", 256) * 255).astype(np.uint8))
+    assert np.array_equal(rgb, np.rint(builtin_image("stripes", BUILTIN_SIZE) * 255).astype(np.uint8))
     # a phone photo stored sideways: the pixels as a viewer shows them (EXIF orientation 6 = rotate 90° clockwise)
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -181,15 +181,15 @@ def test_http_routes_answer_and_survive_bad_input(server):
     status, info = request(server, "/api/info")
     assert status == 200 and "hopper" in info["builtin"] and info["attention"] and info["max_side"] == 300
     status, loaded = request(server, "/api/load?builtin=dots", b"")
-    assert status == 200 and (loaded["width"], loaded["height"]) == (256, 256)
-    mask = box_mask(256, 256, 100, 90, 48, 48)
+    assert status == 200 and (loaded["width"], loaded["height"]) == (128, 128) == (BUILTIN_SIZE,) * 2
+    mask = box_mask(128, 128, 50, 45, 40, 40)
     status, filled = request(server, "/api/fill", {"image": loaded["id"], "mask": mask_url(mask)})
     assert status == 200 and filled["flow"].startswith("data:image/png;base64,")
     result = np.asarray(Image.open(io.BytesIO(data_url_bytes(filled["result"], "result"))))
     image = np.asarray(Image.open(io.BytesIO(data_url_bytes(loaded["image"], "image"))))
     assert np.array_equal(result[~mask], image[~mask]) and not np.array_equal(result[mask], image[mask])
-    status, src = request(server, "/api/sources", {"fill": filled["fill"], "row": 120, "col": 110, "k": 4})
-    assert status == 200 and src["in_hole"] and len(src["sources"]) == 4 and src["query"] == [120, 104, 8, 8]
+    status, src = request(server, "/api/sources", {"fill": filled["fill"], "row": 60, "col": 55, "k": 4})
+    assert status == 200 and src["in_hole"] and len(src["sources"]) == 4 and src["query"] == [56, 48, 8, 8]
     status, src = request(server, "/api/sources", {"fill": filled["fill"], "row": 5, "col": 5})
     assert status == 200 and not src["in_hole"]
     bad = [("/api/load", b"\x89PNG broken", "not an image"), ("/api/load", png(photo(40, 400)), "downscale it to"),
