@@ -5,7 +5,8 @@ browser tabs (or two users) never see each other's results:
 
 * `load` takes an upload (the bytes of any file `deepfill_min.images` reads, EXIF orientation applied) or a built-in
   image, and checks it against the size limit: a side above `max_side` pixels (2048 by default) is refused with
-  the size it would have after a downscale, and the caller may ask for that downscale (Lanczos).
+  the size it would have after a downscale, and the caller may ask for that downscale (Lanczos); a file above
+  64 megapixels is refused outright (its header is read first, nothing is decoded).
 * `fill` takes an image id and the drawn mask (any image file, white = hole, at the image's size): the composite
   and the coarse stage (hole-only inference, as `deepfill_min.inpaint` computes them), and the attention flow of the
   cells that hold a hole pixel (white elsewhere); the attention map (`holeonly.attention_map`) serves both, and is
@@ -42,6 +43,7 @@ from .inpaint import composite_images, model_input
 from .sources import Sources, top_sources
 
 MAX_SIDE = 2048  # pixels: the largest side `load` accepts without a downscale
+MAX_PIXELS = 64_000_000  # the largest upload decoded at all, even to be downscaled (about 190 MB of RGB)
 MIN_SIDE = 32  # pixels: the smallest side (the attention works on cells of 8x8 pixels)
 BUILTIN_SIZE = 128  # the built-in images' side: the shipped model's training size (the page shows them enlarged)
 
@@ -128,6 +130,9 @@ class Explorer:
                 width, height = Image.open(io.BytesIO(data)).size  # the header only: refuse before decoding
             except Exception:  # noqa: BLE001  (any failure here is reported by the full decode below)
                 width = height = 0
+            if width * height > MAX_PIXELS:
+                raise ValueError(f"the image is {width}x{height} pixels, above the {MAX_PIXELS // 10**6} megapixels "
+                                 "this app decodes: downscale it before uploading")  # fmt: skip
             if max(width, height) > self.max_side and not downscale:
                 w, h = fitted_size(width, height, self.max_side)
                 raise TooLarge(f"the image is {width}x{height} pixels, above the limit of {self.max_side} pixels a "

@@ -75,6 +75,9 @@ def test_load_uploads_builtins_and_the_size_limit(explorer):
         explorer.load(png(big))
     assert err.value.size == (300, 120)
     assert explorer.load(png(big), downscale=True)[1].shape == (120, 300, 3)
+    # a huge image in a small file (one colour): refused from its header, never decoded
+    with pytest.raises(ValueError, match="10000x8000 pixels, above the 64 megapixels"):
+        explorer.load(png(np.zeros((8000, 10000, 3), np.uint8)), downscale=True)
     bad = [(b"", "empty"), (b"not an image at all", "not an image that Pillow can read"),
            (png(image)[:200], "truncated or corrupt"), (png(photo(16, 64)), "at least 32 a side")]  # fmt: skip
     for data, message in bad:
