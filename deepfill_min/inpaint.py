@@ -1,7 +1,8 @@
 """Inpainting with a trained generator: any image size, masks in any common form, and the official pipeline.
 
-The default pipeline is the friendly one: the image (RGB uint8, any size) is reflect-padded on the bottom and right
-to a multiple of 8, inpainted, and cropped back, so the user's image is never cut; the result is rounded to uint8.
+The default pipeline is the friendly one: the image (RGB uint8, any size) and its mask are reflect-padded on the
+bottom and right to a multiple of 8 (so a hole at the edge stays a hole in the padding), inpainted, and cropped back,
+so the user's image is never cut; the result is rounded to uint8.
 ``official=True`` reproduces the official ``test.py`` byte for byte instead (spec §10): crop to a multiple of 8 from
 the top-left corner, BGR channel order, ``x / 127.5 - 1``, composite in float32, and a truncating uint8 cast (known
 pixels with values 1-63 come back one lower, as in the official outputs).
@@ -44,8 +45,8 @@ def _to_uint8(x: torch.Tensor, truncate: bool) -> np.ndarray:
 def model_input(image: np.ndarray, mask: np.ndarray, device: torch.device | str = "cpu",
                 color_order: str = "rgb") -> tuple[torch.Tensor, ...]:  # fmt: skip
     """`image` ((H, W, 3) uint8 RGB) and `mask` ((H, W) bool) as the model reads them: x (1, 3, H, W) in [-1, 1] in
-    its colour order and m (1, 1, H, W), then both padded on the bottom and right to multiples of 8 (x reflected, or
-    replicated when a side is too short to reflect; m with zeros): ``(x, m, x_padded, m_padded)``."""
+    its colour order and m (1, 1, H, W), then both padded on the bottom and right to multiples of 8 (reflected, or
+    replicated when a side is too short to reflect): ``(x, m, x_padded, m_padded)``."""
     H, W = mask.shape
     x = torch.from_numpy(image.astype(np.float32) / np.float32(127.5) - 1).permute(2, 0, 1)[None].to(device)
     m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
@@ -53,7 +54,9 @@ def model_input(image: np.ndarray, mask: np.ndarray, device: torch.device | str 
         x = x.flip(1)
     pad_h, pad_w = -H % 8, -W % 8
     mode = "reflect" if pad_h < H and pad_w < W else "replicate"
-    return x, m, F.pad(x, (0, pad_w, 0, pad_h), mode=mode), F.pad(m, (0, pad_w, 0, pad_h))
+    # the mask is padded like the image, so a hole at the bottom or right edge stays a hole in the padding: the
+    # padding never shows the model a reflection of the pixels under the hole
+    return x, m, F.pad(x, (0, pad_w, 0, pad_h), mode=mode), F.pad(m, (0, pad_w, 0, pad_h), mode=mode)
 
 
 @torch.no_grad()

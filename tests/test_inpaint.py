@@ -36,6 +36,21 @@ def test_any_size_is_padded_and_cropped_back_and_known_pixels_kept(generator):
     assert not (result.image[mask] == img[mask]).all()
 
 
+@pytest.mark.parametrize(("size", "hole"), [((61, 85), (40, 70, 21, 15)), ((100, 130), (70, 0, 30, 50)),
+                                            ((9, 300), (3, 280, 6, 20)), ((45, 45), (0, 30, 45, 15))])  # fmt: skip
+@pytest.mark.parametrize("full", [False, True])
+def test_the_result_never_depends_on_the_pixels_under_the_hole(generator, size, hole, full):
+    # holes at the bottom or right edge of images whose sides are not multiples of 8: the padding must not show
+    # the model a reflection of what the hole hides
+    img, other = _image(*size, seed=1), _image(*size, seed=2)
+    mask = np.zeros(size, bool)
+    t, l, h, w = hole
+    mask[t : t + h, l : l + w] = True
+    hidden = np.where(mask[..., None], other, img)  # the same known pixels, other pixels under the hole
+    a, b = inpaint(img, mask, generator, full=full), inpaint(hidden, mask, generator, full=full)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.coarse[~mask], b.coarse[~mask])
+
+
 def test_official_pipeline_crops_to_8_and_truncates(generator):
     # every value 0..255 among the known pixels: the float32 round trip and truncation lower 63 of them by one (§10)
     img = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2).repeat(16, axis=0)
