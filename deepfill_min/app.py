@@ -14,8 +14,10 @@ Routes (JSON in and out; every image travels as a PNG data URL):
 * ``POST /api/sources`` ``{"fill": id, "row", "col", "k"}``: ``{"query": [top, left, height, width],
   "in_hole", "sources": [{"box", "weight", "key"}, ...]}``.
 
-Bad input is a 400 ``{"error": message}`` (``"downscale": [w, h]`` too when the image is too large); a bug of ours
-is a 500 with its one-line message, printed with its traceback on the server, which keeps serving.
+A POST from a page of another site (its ``Origin`` is not this server) is refused with a 403, so a web page open
+in the same browser cannot use the server. Bad input is a 400 ``{"error": message}`` (``"downscale": [w, h]`` too
+when the image is too large); a bug of ours is a 500 with its one-line message, printed with its traceback on the
+server, which keeps serving.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def page() -> bytes:
 class Handler(BaseHTTPRequestHandler):
     server: AppServer
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a connection may stay silent (a client that never sends its body)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002  (quiet: errors are printed where they happen)
         pass
@@ -61,7 +64,10 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode(), "application/json")
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        text = self.headers.get("Content-Length") or "0"
+        length = int(text) if text.isdigit() else -1
+        if length < 0:
+            raise ValueError(f"Content-Length must be a number of bytes, got {text[:20]!r}")
         if length > MAX_BODY:
             raise ValueError(f"the upload is {length / 2**20:.0f} MiB, above the limit of {MAX_BODY >> 20} MiB")
         return self.rfile.read(length)
@@ -69,8 +75,8 @@ class Handler(BaseHTTPRequestHandler):
     def _json_body(self) -> dict:
         try:
             payload = json.loads(self._body() or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError("the request body must be JSON") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise ValueError("the request body must be JSON (an object, not nested too deeply)") from None
         if not isinstance(payload, dict):
             raise ValueError("the request body must be a JSON object")
         return payload
@@ -91,7 +97,14 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         routes = {"/api/load": self._load, "/api/fill": self._fill, "/api/sources": self._sources}
         if url.path not in routes:
+            self.close_connection = True  # its body is not read
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no such action: {url.path}"})
+            return
+        origin = self.headers.get("Origin")
+        if origin is not None and urlparse(origin).netloc != self.headers.get("Host"):
+            # a page of another site posting to this server (browsers name the page's origin): refused
+            self.close_connection = True
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"requests from {origin[:80]} are not served"})
             return
         try:
             self._json(HTTPStatus.OK, routes[url.path](parse_qs(url.query)))
@@ -109,6 +122,7 @@ class Handler(BaseHTTPRequestHandler):
     def _load(self, query: dict) -> dict:
         ex = self.server.explorer
         if "builtin" in query:
+            self._body()  # (nothing is expected; read so that the connection stays in step)
             image_id, rgb = ex.load(builtin=query["builtin"][0])
         else:
             image_id, rgb = ex.load(self._body(), downscale=query.get("downscale", ["0"])[0] == "1")

@@ -130,7 +130,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise ValueError(f"--port must be from 0 to 65535, got {args.port}")
     generator, color_order = load_generator(args.checkpoint, resolve_device(args.device))
     try:
-        server = AppServer(Explorer(generator, color_order, args.max_side), args.host, args.port, args.checkpoint)
+        name = args.checkpoint if args.checkpoint == "builtin" else Path(args.checkpoint).name  # not the whole path
+        server = AppServer(Explorer(generator, color_order, args.max_side), args.host, args.port, name)
     except OSError as err:
         raise ValueError(f"cannot serve on {args.host}:{args.port}: {one_line(err)}") from None
     print(f"deepfill-min app: serving {args.checkpoint} on {server.url} (Ctrl-C to stop)", flush=True)
@@ -266,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--checkpoint", default="builtin",
                      help="'builtin' (the shipped model, the default), a .safetensors file, a checkpoint .pt, or a "
                           "training run directory (official weights: convert them with convert-tf first)")  # fmt: skip
-    app.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this machine only)")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="the address to listen on (default: this machine only; the app has no login, so 0.0.0.0 "
+                          "serves anyone who can reach this machine)")  # fmt: skip
     app.add_argument("--port", type=int, default=8080, help="the port (0: any free port)")
     app.add_argument("--max-side", type=positive_int, default=2048,
                      help="larger images are refused with an offer to downscale them to this many pixels a side")

@@ -16,7 +16,8 @@ browser tabs (or two users) never see each other's results:
 
 Bad input is a `ValueError` with a one-line message (the server turns it into a 400 the page shows): a file that is
 not an image, an image too large or too small, a mask of the wrong size, an empty mask or one covering everything,
-an unknown or expired id, a pixel outside the image. The most recent `keep` images and fills are kept (16 each).
+an unknown or expired id, a pixel outside the image. The most recent `keep` images and fills are kept (16 each),
+and fewer fills when their attention maps pass 2 GiB (the two newest always stay).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from PIL import Image
 
@@ -45,6 +47,7 @@ from .sources import Sources, top_sources
 MAX_SIDE = 2048  # pixels: the largest side `load` accepts without a downscale
 MAX_PIXELS = 64_000_000  # the largest upload decoded at all, even to be downscaled (about 190 MB of RGB)
 MIN_SIDE = 32  # pixels: the smallest side (the attention works on cells of 8x8 pixels)
+FILL_BUDGET = 2 << 30  # bytes of attention maps kept for the clicks (beyond the two newest fills, older ones go)
 BUILTIN_SIZE = 128  # the built-in images' side: the shipped model's training size (the page shows them enlarged)
 
 
@@ -106,7 +109,7 @@ class Explorer:
     def _store(self, store: OrderedDict, value: object) -> str:
         key = secrets.token_urlsafe(12)
         store[key] = value
-        while len(store) > self.keep:
+        while len(store) > self.keep or (store is self.fills and len(store) > 2 and _bytes(store) > FILL_BUDGET):
             store.popitem(last=False)
         return key
 
@@ -150,6 +153,12 @@ class Explorer:
         """Fill the hole drawn in `mask_file` (an image file at the image's size, white = hole) -> (fill id, Fill)."""
         with self.lock:
             image = self._get(self.images, image_id, "image")
+        try:
+            size = Image.open(io.BytesIO(mask_file)).size  # the header only: a mask of another size is not decoded
+        except Exception:  # noqa: BLE001  (reported by the full decode below)
+            size = image.shape[1::-1]
+        if size != image.shape[1::-1]:
+            raise ValueError(f"the mask is {size[0]}x{size[1]} but the image is {image.shape[1]}x{image.shape[0]}")
         mask = read_mask(mask_file, what="the mask")
         if mask.shape != image.shape[:2]:
             raise ValueError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
@@ -178,11 +187,27 @@ class Explorer:
         """The `k` heaviest sources of the query under `point` (row, column) of a fill -> (the fill, `Sources`)."""
         with self.lock:
             fill = self._get(self.fills, fill_id, "fill")
+            (h, w), (row, col) = fill.mask.shape, point
+            if not (0 <= row < h and 0 <= col < w):
+                raise ValueError(f"point must be (row, column) inside the {w}x{h} image, got {point}")
             if fill.amap is None:
                 raise ValueError("this model has no contextual attention: there are no sources to show")
             if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 32:
                 raise ValueError(f"k must be an integer from 1 to 32, got {k!r}")
-            return fill, top_sources(fill.amap, point, k)
+            src = top_sources(fill.amap, point, k)
+            # the model saw the image padded to multiples of 8: clip the patches to the image itself
+            boxes = [(t, l, min(bh, h - t), min(bw, w - l)) for t, l, bh, bw in src.boxes]
+            return fill, Sources(src.query, boxes, src.weights, src.keys)
+
+
+def _bytes(fills: OrderedDict) -> int:
+    """The bytes of the tensors the kept fills' attention maps hold."""
+    total = 0
+    for fill in fills.values():
+        if fill.amap is not None:
+            tensors = [fill.amap.xt, fill.amap.features, fill.amap.mask, *fill.amap.prepared[1:]]
+            total += sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    return total
 
 
 @functools.cache

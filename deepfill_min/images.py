@@ -33,6 +33,7 @@ SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 REFUSED_MODES = {"F": "32-bit float", "LAB": "CIELAB", "La": "premultiplied grayscale + alpha"}
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")
 ORIENTATION = 0x0112  # the EXIF tag
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "PPM", "ICO")  # what bytes (an upload) may be
 
 
 @dataclass
@@ -74,8 +75,9 @@ def open_image(path: str | Path | bytes, what: str = "image", draft: tuple[int, 
     `draft` (width, height, as displayed): a JPEG is decoded at the smallest of its DCT scales (1/2, 1/4, 1/8) that
     still covers that size, several times faster for a large photo that is resized to a small one anyway.
     """
-    if isinstance(path, bytes):
-        name, source = what, io.BytesIO(path)
+    formats = None
+    if isinstance(path, bytes):  # an upload: the common raster formats only (no EPS, which Pillow hands to Ghostscript)
+        name, source, formats = what, io.BytesIO(path), UPLOAD_FORMATS
         size = len(path)
     else:
         source = path = check_file(path, what)
@@ -84,7 +86,7 @@ def open_image(path: str | Path | bytes, what: str = "image", draft: tuple[int, 
         raise ValueError(f"{name} is empty (0 bytes)")
     rgba = None
     try:
-        with Image.open(source) as img:
+        with Image.open(source, formats=formats) as img:
             if draft is not None and img.format == "JPEG":
                 sideways = img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
                 img.draft("RGB", draft[::-1] if sideways else draft)

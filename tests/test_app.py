@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -79,7 +81,8 @@ def test_load_uploads_builtins_and_the_size_limit(explorer):
     with pytest.raises(ValueError, match="10000x8000 pixels, above the 64 megapixels"):
         explorer.load(png(np.zeros((8000, 10000, 3), np.uint8)), downscale=True)
     bad = [(b"", "empty"), (b"not an image at all", "not an image that Pillow can read"),
-           (png(image)[:200], "truncated or corrupt"), (png(photo(16, 64)), "at least 32 a side")]  # fmt: skip
+           (png(image)[:200], "truncated or corrupt"),
+           (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nshowpage\n", "not an image that Pillow can read"), (png(photo(16, 64)), "at least 32 a side")]  # fmt: skip
     for data, message in bad:
         with pytest.raises(ValueError, match=message):
             explorer.load(data)
@@ -138,6 +141,18 @@ def test_sources_are_the_layers_and_fills_do_not_mix(explorer):
         explorer.fill(explorer.load(png(images[0]))[0], png(masks[0].astype(np.uint8) * 255))
     with pytest.raises(ValueError, match="unknown or expired"):
         explorer.sources(fills[0], (0, 0))
+
+
+def test_sides_that_are_not_multiples_of_8(explorer):
+    # the model sees the image padded to 8: a click in the padding is outside the image, boxes stay inside it
+    image, mask = photo(61, 93, seed=4), box_mask(61, 93, 40, 70, 21, 23)  # the hole touches both padded edges
+    fill_id, fill = explorer.fill(explorer.load(png(image))[0], png(mask.astype(np.uint8) * 255))
+    assert fill.result.shape == fill.flow.shape == (61, 93, 3) and np.array_equal(fill.result[~mask], image[~mask])
+    _, src = explorer.sources(fill_id, (60, 92), k=8)
+    assert all(t >= 0 and l >= 0 and t + h <= 61 and l + w <= 93 and h > 0 and w > 0 for t, l, h, w in src.boxes)
+    for point in [(61, 5), (5, 93), (63, 95), (-1, 3)]:
+        with pytest.raises(ValueError, match="point must be .* inside the 93x61 image"):
+            explorer.sources(fill_id, point)
 
 
 def test_a_model_without_attention_fills_without_sources():
@@ -207,6 +222,23 @@ def test_http_routes_answer_and_survive_bad_input(server):
     status, answer = request(server, "/api/load", png(photo(40, 400)))
     assert answer["downscale"] == [300, 30]
     assert request(server, "/api/nothing", {})[0] == 404 and request(server, "/etc/passwd")[0] == 404
+    status, answer = request(server, "/api/fill", b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and "JSON" in answer["error"]
+    # a page of another site may not use the server; the page itself (same origin) may
+    host = server.url.split("/")[2]
+    for origin, want in (("http://evil.example", 403), (f"http://{host}", 200)):
+        req = urllib.request.Request(server.url + "api/load?builtin=dots", data=b"", method="POST",
+                                     headers={"Origin": origin})  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                assert response.status == want
+        except urllib.error.HTTPError as err:
+            assert err.code == want
+    # a negative or non-numeric Content-Length is refused at once (no read until the client hangs up)
+    for length in (b"-1", b"abc"):
+        with socket.create_connection(server.server_address[:2], timeout=10) as conn:
+            conn.sendall(b"POST /api/load HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n")
+            assert b"400" in conn.recv(4096).split(b"\r\n")[0]
     assert request(server, "/api/info")[0] == 200  # still serving
 
 
@@ -234,6 +266,8 @@ def test_the_app_command_serves_until_interrupted():
     proc = subprocess.Popen([sys.executable, "-m", "deepfill_min", "app", "--port", "0"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "deepfill-min app printed nothing in 2 minutes"
         line = proc.stdout.readline()
         assert line.startswith("deepfill-min app: serving builtin on http://127.0.0.1:"), line
         url = line.split(" on ", 1)[1].split()[0]
