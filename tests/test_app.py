@@ -82,7 +82,8 @@ def test_load_uploads_builtins_and_the_size_limit(explorer):
         explorer.load(png(np.zeros((8000, 10000, 3), np.uint8)), downscale=True)
     bad = [(b"", "empty"), (b"not an image at all", "not an image that Pillow can read"),
            (png(image)[:200], "truncated or corrupt"),
-           (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nshowpage\n", "not an image that Pillow can read"), (png(photo(16, 64)), "at least 32 a side")]  # fmt: skip
+           (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nshowpage\n", "not an image that Pillow can read"),
+           (png(photo(16, 64)), "at least 32 a side")]  # fmt: skip
     for data, message in bad:
         with pytest.raises(ValueError, match=message):
             explorer.load(data)
