@@ -38,10 +38,10 @@ from PIL import Image
 
 from .builtin import BUILTIN_IMAGES, builtin_image
 from .generator import Generator
-from .holdout import flow_images, flow_legend
+from .holdout import flow_legend
 from .holeonly import AttentionMap, attention_map, hole_only_forward
 from .images import open_image, read_mask
-from .inpaint import composite_images, model_input
+from .inpaint import composite_images, flow_picture, model_input
 from .sources import Sources, top_sources
 
 MAX_SIDE = 2048  # pixels: the largest side `load` accepts without a downscale
@@ -72,6 +72,20 @@ def fitted_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """(width, height) scaled down to fit `max_side` pixels a side, keeping the aspect ratio."""
     scale = min(1.0, max_side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image file's header alone, nothing decoded; None if Pillow cannot read it (the full
+    decode then says why)."""
+    try:
+        return Image.open(io.BytesIO(data)).size
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _check_mask_size(size: tuple[int, int] | None, image: np.ndarray) -> None:
+    if size is not None and tuple(size) != image.shape[1::-1]:
+        raise ValueError(f"the mask is {size[0]}x{size[1]} but the image is {image.shape[1]}x{image.shape[0]}")
 
 
 class TooLarge(ValueError):
@@ -129,10 +143,7 @@ class Explorer:
         else:
             if not data:
                 raise ValueError("the uploaded file is empty: choose an image file")
-            try:
-                width, height = Image.open(io.BytesIO(data)).size  # the header only: refuse before decoding
-            except Exception:  # noqa: BLE001  (any failure here is reported by the full decode below)
-                width = height = 0
+            width, height = header_size(data) or (0, 0)  # refuse before decoding
             if width * height > MAX_PIXELS:
                 raise ValueError(f"the image is {width}x{height} pixels, above the {MAX_PIXELS // 10**6} megapixels "
                                  "this app decodes: downscale it before uploading")  # fmt: skip
@@ -153,16 +164,9 @@ class Explorer:
         """Fill the hole drawn in `mask_file` (an image file at the image's size, white = hole) -> (fill id, Fill)."""
         with self.lock:
             image = self._get(self.images, image_id, "image")
-        try:
-            size = Image.open(io.BytesIO(mask_file)).size  # the header only: a mask of another size is not decoded
-        except Exception:  # noqa: BLE001  (reported by the full decode below)
-            size = image.shape[1::-1]
-        if size != image.shape[1::-1]:
-            raise ValueError(f"the mask is {size[0]}x{size[1]} but the image is {image.shape[1]}x{image.shape[0]}")
+        _check_mask_size(header_size(mask_file), image)  # before decoding
         mask = read_mask(mask_file, what="the mask")
-        if mask.shape != image.shape[:2]:
-            raise ValueError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                             f"{image.shape[1]}x{image.shape[0]}")  # fmt: skip
+        _check_mask_size(mask.shape[::-1], image)  # after it (the decode applies the EXIF orientation)
         if not mask.any():
             raise ValueError("the mask is empty: draw a hole with the brush or the rectangle first")
         if mask.all():
@@ -178,8 +182,7 @@ class Explorer:
             flow = None
             if G.attention:  # the offsets of the cells that hold a hole pixel, coloured; white elsewhere
                 cells = F.max_pool2d(mp, 8)[:, 0] > 0
-                rgb = flow_images(out.offsets * cells[:, None], tuple(xp.shape[-2:]))[0]
-                flow = (rgb[: mask.shape[0], : mask.shape[1]] * 255).round().astype(np.uint8)
+                flow = flow_picture(out.offsets * cells[:, None], tuple(xp.shape[-2:]), mask.shape)
             fill = Fill(image, mask, result, coarse, flow, amap, time.perf_counter() - start)
             return self._store(self.fills, fill), fill
 

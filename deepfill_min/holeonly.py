@@ -198,7 +198,7 @@ class AttentionMap:
 def attention_map(generator: Generator, x: torch.Tensor, mask: torch.Tensor) -> AttentionMap:
     """The `AttentionMap` of `x` ((B, 3, H, W) in [-1, 1], hole zeroed) and `mask` ((1, 1, H, W), 1 = hole)."""
     if not generator.attention:
-        raise ValueError("the generator has no contextual attention (attention=False)")
+        raise ValueError("the generator has no contextual attention (attention=False): there are no sources")
     xt = coarse_composite(generator, x, mask)
     ones = torch.ones_like(xt[:, :1])
     f = generator._run(torch.cat([xt, ones, ones * mask], 1), "pmconv1", "pmconv6")

@@ -89,11 +89,15 @@ def inpaint(image: np.ndarray, mask: np.ndarray, generator: Generator, color_ord
         out = generator(xin, mp, return_offsets=return_flow)
     else:
         out = hole_only_forward(generator, xin, mp)
-    flow = None
-    if return_flow:
-        rgb = flow_images(out.offsets, tuple(xp.shape[-2:]))[0, :H, :W]
-        flow = (rgb * 255).round().astype(np.uint8)
+    flow = flow_picture(out.offsets, tuple(xp.shape[-2:]), (H, W)) if return_flow else None
     return InpaintResult(*composite_images(x, m, out, color_order, truncate=official), flow)
+
+
+def flow_picture(offsets: torch.Tensor, padded: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """The first image's offsets colour-coded at the padded input's size `padded`, cropped to `size`: (H, W, 3)
+    uint8."""
+    rgb = flow_images(offsets, padded)[0, : size[0], : size[1]]
+    return (rgb * 255).round().astype(np.uint8)
 
 
 def composite_images(x: torch.Tensor, m: torch.Tensor, out: GeneratorOutput, color_order: str = "rgb",

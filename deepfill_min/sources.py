@@ -71,6 +71,4 @@ def attention_sources(generator: Generator, x: torch.Tensor, mask: torch.Tensor,
 
     `x`: (1, 3, H, W) in [-1, 1] with the hole zeroed and `mask`: (1, 1, H, W), 1 = hole, as the generator takes them.
     """
-    if not generator.attention:
-        raise ValueError("the generator has no contextual attention (attention=False): there are no sources")
     return top_sources(attention_map(generator, x, mask), point, k)
