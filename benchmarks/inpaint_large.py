@@ -54,10 +54,12 @@ def _weights(folder: Path) -> Path:
 def run_warm(size: int, hh: int, hw: int, mode: str) -> dict:
     import torch  # noqa: PLC0415
 
+    from deepfill_min.allocator import keep_freed_memory  # noqa: PLC0415
     from deepfill_min.generator import Generator  # noqa: PLC0415
     from deepfill_min.inpaint import inpaint  # noqa: PLC0415
 
     torch.manual_seed(0)
+    keep_freed_memory()  # as load_generator does (DEEPFILL_MIN_KEEP_FREED_MEMORY=0 measures without it)
     generator = Generator().eval().to(memory_format=torch.channels_last)  # as load_generator gives it on the CPU
     image, mask = _pair(size, hh, hw)
     full = mode == "full"

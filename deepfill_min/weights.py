@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .checkpoint import load_checkpoint, state_problems
 from .config import resolve_device
 from .files import write_atomic
@@ -136,9 +137,11 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     `device`, and its colour order.
 
     On the CPU the kernels are channels-last: oneDNN's convolutions then run on channels-last tensors throughout,
-    about a quarter faster (docs/benchmarks.md); the values are the same to float rounding.
+    about a quarter faster (docs/benchmarks.md); the values are the same to float rounding. Freed memory is kept
+    for re-use (`deepfill_min.allocator`: no page faults on each large temporary, the same values).
     """
     device = resolve_device(str(device))
+    keep_freed_memory()
     state, config, color_order = generator_from_file(path)
     G = Generator(config["cnum"], attention=config["attention"])
     G.load_state_dict(state)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from deepfill_min.cli import main
 from deepfill_min.data import ImageFiles
+from deepfill_min.files import image_format
 from deepfill_min.generator import Generator
 from deepfill_min.images import open_image, read_image, read_mask
 from deepfill_min.weights import save_generator
@@ -189,3 +190,17 @@ def test_training_folders_skip_bad_files_and_read_rotated_ones_upright(tmp_path)
     with pytest.warns(UserWarning, match="b.png is empty"):
         x = data.load(1)  # b.png is skipped: the next readable image, a.png, upright
     assert torch.equal(x, torch.from_numpy(shown).permute(2, 0, 1).float() / 127.5 - 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("a.png", "PNG"), ("b.JPG", "JPEG"), ("c.jpeg", "JPEG"), ("d.webp", "WEBP"), ("e.tif", "TIFF")]
+)
+def test_output_format_from_the_suffix_common_and_plugin_formats(name, fmt):
+    # .png/.jpg come from Pillow's preloaded plugins, .webp/.tif only after every plugin is registered
+    assert image_format(name) == fmt
+
+
+def test_unknown_output_suffix_is_one_line_naming_the_argument():
+    for bad in ("out.xyz", "out"):
+        with pytest.raises(ValueError, match=r"^--out out.*: unknown image format .*; use one of \.png, \.jpg"):
+            image_format(bad)
