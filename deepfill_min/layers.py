@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .tf_ops import pad_same
+from .tf_ops import memory_format, pad_same
 
 # applied in place to a conv's fresh output (the conv's backward does not need its output; these activations' own
 # backward reads their result)
@@ -90,18 +90,13 @@ class GenDeconv(GenConv):
             k = torch.einsum("aiu,ocuv,bjv->abocij", taps, self.weight, taps).reshape(4 * cout, -1, 2, 2)
         # a 2×2 conv over the input padded by one: phase (a, b) of output (2i + a, 2j + b) is at (i + a, j + b)
         y = ACTIVATIONS[self.activation](F.conv2d(x, k, self.bias.repeat(4), padding=1))
-        out = torch.empty(B, cout, 2 * H, 2 * W, dtype=y.dtype, device=y.device, memory_format=_memory_format(x))
+        out = torch.empty(B, cout, 2 * H, 2 * W, dtype=y.dtype, device=y.device, memory_format=memory_format(x))
         phases = out.view(B, cout, H, 2, W, 2)  # a view in either memory format
         for a in range(2):
             for c in range(2):
                 p = 2 * a + c
                 phases[:, :, :, a, :, c] = y[:, p * cout : (p + 1) * cout, a : a + H, c : c + W]
         return out
-
-
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 \
-        else torch.contiguous_format  # fmt: skip
 
 
 class DisConv(GenConv):

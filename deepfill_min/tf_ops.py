@@ -16,10 +16,29 @@ from reference.tf_ops import nearest_ac_indices, same_padding
 
 
 def pad_same(x: torch.Tensor, k: int, s: int = 1, d: int = 1) -> torch.Tensor:
-    """Zero-pad NCHW `x` by the TF-SAME rule (asymmetric for stride 2 on even sizes, §2.1)."""
+    """Zero-pad NCHW `x` by the TF-SAME rule (asymmetric for stride 2 on even sizes, §2.1).
+
+    Without autograd the padded tensor is written once: the copy of `x`, then zeros on the border alone (``F.pad``
+    zero-fills all of it first; at 1024² that is a 128 MiB write more). It keeps the memory format of `x`.
+    """
     pt, pb = same_padding(x.shape[-2], k, s, d)
     pl, pr = same_padding(x.shape[-1], k, s, d)
-    return F.pad(x, (pl, pr, pt, pb))
+    if x.requires_grad and torch.is_grad_enabled():
+        return F.pad(x, (pl, pr, pt, pb))
+    H, W = x.shape[-2:]
+    out = torch.empty(*x.shape[:-2], pt + H + pb, pl + W + pr, dtype=x.dtype, device=x.device,
+                      memory_format=memory_format(x))  # fmt: skip
+    rows, cols = slice(pt, pt + H), slice(pl, pl + W)
+    out[..., rows, cols] = x
+    for border in (out[..., :pt, :], out[..., pt + H :, :], out[..., rows, :pl], out[..., rows, pl + W :]):
+        border.zero_()
+    return out
+
+
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """Channels-last for a 4-D `x` stored so (with more than one channel), else contiguous."""
+    last = x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if last else torch.contiguous_format
 
 
 @functools.lru_cache(maxsize=256)

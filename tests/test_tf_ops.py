@@ -95,6 +95,25 @@ def test_torch_resize_and_padding_match_the_reference(c, h, w, oh, ow):
         np.testing.assert_array_equal(pad_same(torch.from_numpy(x), k, s).numpy(), reference.tf_ops.pad_same(x, k, s))
 
 
+@given(st.integers(1, 4), st.integers(1, 20), st.integers(1, 20), st.sampled_from([(3, 1), (3, 2), (5, 2), (4, 2)]))
+def test_pad_same_without_autograd_equals_f_pad_in_either_memory_format(c, h, w, ks):
+    # the no-grad path writes only the border's zeros into a fresh tensor: poison the freed memory it may reuse
+    x = torch.randn(2, c, h, w).contiguous(memory_format=torch.channels_last)
+    for inp in (x, x.contiguous(), x.clone().requires_grad_()):
+        with_grad = pad_same(inp, *ks)
+        poison = torch.full_like(with_grad, float("nan"))
+        del poison
+        with torch.no_grad():
+            fast = pad_same(inp, *ks)
+        assert torch.equal(fast, with_grad) and torch.equal(fast, F.pad(inp, _tf_same_pads(h, w, *ks)))
+        assert fast.stride() == with_grad.stride() or c == 1 or h * w == 1  # the format of x is kept (if it has one)
+
+
+def _tf_same_pads(h: int, w: int, k: int, s: int) -> tuple[int, int, int, int]:
+    (pt, pb), (pl, pr) = reference.tf_ops.same_padding(h, k, s), reference.tf_ops.same_padding(w, k, s)
+    return pl, pr, pt, pb
+
+
 @given(st.integers(1, 12), st.integers(1, 12), st.integers(1, 5), st.integers(1, 3))
 def test_patch_extraction_matches_explicit_slicing(h, w, k, s):
     x = np.random.default_rng(h * 13 + w).normal(size=(2, 3, h, w))
