@@ -46,7 +46,7 @@ LIVE_SCORE_COPIES = 8  # score-sized tensors alive at once per chunk: scores, fu
 def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geometry, fuse_k: int, fuse: bool, p0, p1):
     r"""Fused scores of queries [p0, p1): $S = F_\downarrow W^\top / \lVert w \rVert$, then the fuse (§4.4-4.5)."""
     if not fuse:
-        return (fp[:, p0:p1] @ w.transpose(1, 2)) * inv_norm
+        return (fp[:, p0:p1] @ w.transpose(1, 2)).mul_(inv_norm)
     if (p0, p1) == (0, g.P):
         # all queries: row-major diagonal sums, then column-major ones on the 4-D view (no transposed copies)
         s = DiagonalSum.apply((fp @ w.transpose(1, 2)).mul_(inv_norm), fuse_k)
@@ -63,7 +63,8 @@ def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geomet
 def halo_scores(fp, w, inv_norm, g: Geometry, fuse_k: int, plan: tuple) -> torch.Tensor:
     """Fused scores of some queries from the raw scores of their halo V through a `fuse_plan` (wrap-around included)."""
     v_sel, r1, r2 = plan
-    s = (fp[:, v_sel] @ w.transpose(1, 2)) * inv_norm
+    # one zero query appended: its row of scores is the zero row the tables read outside the query grid
+    s = (F.pad(fp[:, v_sel], (0, 0, 0, 1)) @ w.transpose(1, 2)).mul_(inv_norm)
     return shift_sum(shift_sum(s, r1, fuse_k), r2, fuse_k, (g.bh, g.bw))
 
 

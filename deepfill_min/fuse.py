@@ -8,7 +8,7 @@ of queries p and keys l, then along the column-major order, wrap-around at row e
 * a chunk of queries (`fuse_plan` + `shift_sum`): the fuse reaches neighbouring queries (and, through the
   wrap-around, the first and last rows), so the chunk's raw scores are computed on a halo of queries; each pass
   gathers the queries' neighbours through precomputed tables (whole rows of scores) and shifts the keys with
-  slice-adds, in column-major order on the transposed key grid.
+  slice-adds, in column-major order on the 2-D view of the key grid.
 
 `tests/test_attention.py` checks both against the NumPy oracle and against each other for every chunk size.
 """
@@ -19,7 +19,6 @@ import functools
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 
@@ -72,7 +71,9 @@ def _plan(fh: int, fw: int, bh: int, bw: int, k: int, queries: np.ndarray, devic
         return torch.as_tensor(a, dtype=torch.long, device=device)
 
     v_sel = slice(int(V[0]), int(V[-1]) + 1) if V[-1] - V[0] + 1 == len(V) else t(V)
-    return v_sel, t(local(r1, V)), t(local(r2, U))
+    # pass 1 gets one more output row, all sentinels: the zero row that pass 2's sentinel entries read
+    r1_local = np.concatenate([local(r1, V), np.full((k, 1), len(V))], axis=1)
+    return v_sel, t(r1_local), t(local(r2, U))
 
 
 def _transpose_keys(s: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -83,23 +84,28 @@ def _transpose_keys(s: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 def shift_sum(s: torch.Tensor, rows: torch.Tensor, k: int, grid: tuple[int, int] | None = None) -> torch.Tensor:
     r"""One pass of the fuse on a chunk: $out_{p,l} = \sum_t s_{\mathrm{rows}_t(p),\ l + t - c}$, zero outside.
 
-    Keys step in row-major order, or in column-major order of the key `grid` (bh, bw) (then on the transposed
-    scores); `rows` (k, n) index the rows of `s` (its dimension 1), the sentinel ``s.shape[1]`` reads a zero row.
+    `s` (B, n + 1, L) ends in a zero row, the sentinel that `rows` (k, n') point to outside the query grid. Keys step
+    in row-major order, or in column-major order of the key `grid` (bh, bw), by the slice pairs of
+    `_column_major_parts` on the (bh, bw) view (no transposed copies).
     """
-    s = F.pad(s, (0, 0, 0, 1))
-    if grid is not None:
-        s = _transpose_keys(s, grid)
     c, L = (k - 1) // 2, s.shape[-1]
+    if grid is not None and c > grid[0]:  # a fuse kernel taller than the key grid wraps more than once: transpose
+        return _transpose_keys(shift_sum(_transpose_keys(s, grid), rows, k), grid[::-1])
     out = s[:, rows[c]]
     for t in range(k):
         d = t - c
-        if abs(d) >= L:  # a step past every key adds nothing (a fuse kernel longer than the key grid)
+        if d == 0 or abs(d) >= L:  # a step past every key adds nothing (a fuse kernel longer than the key grid)
             continue
-        if d > 0:
-            out[..., : L - d] += s[:, rows[t], d:]
-        elif d < 0:
-            out[..., -d:] += s[:, rows[t], : L + d]
-    return out if grid is None else _transpose_keys(out, grid[::-1])
+        if grid is None:
+            if d > 0:
+                out[..., : L - d] += s[:, rows[t], d:]
+            else:
+                out[..., -d:] += s[:, rows[t], : L + d]
+            continue
+        src, dst = s[:, rows[t]].unflatten(-1, grid), out.unflatten(-1, grid)
+        for kd, ks in _column_major_parts(*grid, d):
+            dst[(..., *kd)] += src[(..., *ks)]
+    return out
 
 
 def _shift_add(s: torch.Tensor, offsets: range, grids: tuple | None = None) -> torch.Tensor:

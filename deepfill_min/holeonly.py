@@ -119,7 +119,7 @@ def window_weights(prepared: tuple, rows: tuple[int, int], cols: tuple[int, int]
             s = halo_scores(fp, w, inv_norm, g, fuse_k, plan)
         else:
             q = (np.arange(*rows)[:, None] * g.fw + np.arange(*cols)).ravel()
-            s = (fp[:, torch.as_tensor(q, device=fp.device)] @ w.transpose(1, 2)) * inv_norm
+            s = (fp[:, torch.as_tensor(q, device=fp.device)] @ w.transpose(1, 2)).mul_(inv_norm)
         return masked_softmax(s, mm, scale, mask_softmax == "exact")
 
 
