@@ -12,6 +12,9 @@ for speed and memory:
   its neighbours in row-major and column-major order, wrap-around included, so each chunk first computes the raw
   scores of the neighbours it needs (its *halo*) and applies the fuse through precomputed neighbour tables.
   With autograd on, each chunk is checkpointed, so training memory is bounded the same way.
+* **Masked keys left out** (`deepfill_min.keys`): a masked key's weight is 0 whatever its score, so the score
+  matmul skips the columns that no valid key's fused score reads and the paste skips the blocks that only masked
+  keys cover (a quarter of both matmuls for a 256×256 hole at 512×512).
 * **Safe gradients.** $1/\max(\lVert w\rVert, 10^{-4})$ is computed as ``rsqrt(clamp_min(sum w², 1e-8))``: the same
   value, and a finite gradient at an all-zero patch (common after ReLU); ``sqrt(sum + eps)`` would change the forward
   (peers.md, D3).
@@ -36,6 +39,7 @@ from torch.utils.checkpoint import checkpoint
 from reference.geometry import Geometry, attention_geometry, check_options, check_shapes
 
 from .fuse import DiagonalSum, fuse_plan, shift_sum
+from .keys import key_subset, raw_scores
 from .paste import blocks, normalised, paste
 from .tf_ops import pad_same, resize_nearest_ac, unfold_same
 
@@ -43,13 +47,15 @@ DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of score-sized tensors (B×q×L each) o
 LIVE_SCORE_COPIES = 8  # score-sized tensors alive at once per chunk: scores, fuse temporaries, logits, weights
 
 
-def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geometry, fuse_k: int, fuse: bool, p0, p1):
-    r"""Fused scores of queries [p0, p1): $S = F_\downarrow W^\top / \lVert w \rVert$, then the fuse (§4.4-4.5)."""
+def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geometry, fuse_k: int, fuse: bool,
+            scored: torch.Tensor | None, p0: int, p1: int) -> torch.Tensor:  # fmt: skip
+    r"""Fused scores of queries [p0, p1): $S = F_\downarrow W^\top / \lVert w \rVert$ (the `scored` key columns, or
+    all), then the fuse (§4.4-4.5)."""
     if not fuse:
-        return (fp[:, p0:p1] @ w.transpose(1, 2)).mul_(inv_norm)
+        return raw_scores(fp[:, p0:p1], w, inv_norm, scored)
     if (p0, p1) == (0, g.P):
         # all queries: row-major diagonal sums, then column-major ones on the 4-D view (no transposed copies)
-        s = DiagonalSum.apply((fp @ w.transpose(1, 2)).mul_(inv_norm), fuse_k)
+        s = DiagonalSum.apply(raw_scores(fp, w, inv_norm, scored), fuse_k)
         if fuse_k // 2 <= min(g.fh, g.bh):
             grids = ((g.fh, g.fw), (g.bh, g.bw))
             return DiagonalSum.apply(s.view(-1, g.fh, g.fw, g.bh, g.bw), fuse_k, grids).view(-1, g.P, g.L)
@@ -57,14 +63,15 @@ def _scores(fp: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, g: Geomet
         s = s.view(-1, g.fh, g.fw, g.bh, g.bw).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
         s = DiagonalSum.apply(s, fuse_k)
         return s.view(-1, g.fw, g.fh, g.bw, g.bh).transpose(1, 2).transpose(3, 4).reshape(-1, g.P, g.L)
-    return halo_scores(fp, w, inv_norm, g, fuse_k, fuse_plan(g.fh, g.fw, g.bh, g.bw, fuse_k, p0, p1, fp.device))
+    plan = fuse_plan(g.fh, g.fw, g.bh, g.bw, fuse_k, p0, p1, fp.device)
+    return halo_scores(fp, w, inv_norm, g, fuse_k, plan, scored)
 
 
-def halo_scores(fp, w, inv_norm, g: Geometry, fuse_k: int, plan: tuple) -> torch.Tensor:
+def halo_scores(fp, w, inv_norm, g: Geometry, fuse_k: int, plan: tuple, scored: torch.Tensor | None) -> torch.Tensor:
     """Fused scores of some queries from the raw scores of their halo V through a `fuse_plan` (wrap-around included)."""
     v_sel, r1, r2 = plan
     # one zero query appended: its row of scores is the zero row the tables read outside the query grid
-    s = (F.pad(fp[:, v_sel], (0, 0, 0, 1)) @ w.transpose(1, 2)).mul_(inv_norm)
+    s = raw_scores(F.pad(fp[:, v_sel], (0, 0, 0, 1)), w, inv_norm, scored)
     return shift_sum(shift_sum(s, r1, fuse_k), r2, fuse_k, (g.bh, g.bw))
 
 
@@ -94,13 +101,9 @@ class _MaskedSoftmax(torch.autograd.Function):
 
 def _weights(fp, w, inv_norm, mm, g: Geometry, opts: tuple, p0: int, p1: int) -> torch.Tensor:
     """Attention weights of queries [p0, p1) over all keys (§4.4-4.6), shape (B, q, L)."""
-    fuse_k, fuse, scale, exact = opts[:4]
+    fuse_k, fuse, scale, exact, *_, keys = opts
     with torch.autocast(fp.device.type, enabled=False):  # λ amplifies rounding: scores stay in float32 or better
-        return _masked_weights(fp, w, inv_norm, mm, g, fuse_k, fuse, scale, exact, p0, p1)
-
-
-def _masked_weights(fp, w, inv_norm, mm, g: Geometry, fuse_k, fuse, scale, exact, p0, p1) -> torch.Tensor:
-    return masked_softmax(_scores(fp, w, inv_norm, g, fuse_k, fuse, p0, p1), mm, scale, exact)
+        return masked_softmax(_scores(fp, w, inv_norm, g, fuse_k, fuse, keys.scored, p0, p1), mm, scale, exact)
 
 
 def masked_softmax(s: torch.Tensor, mm: torch.Tensor, scale: float, exact: bool) -> torch.Tensor:
@@ -116,7 +119,7 @@ def masked_softmax(s: torch.Tensor, mm: torch.Tensor, scale: float, exact: bool)
     return _MaskedSoftmax.apply(logits, m)
 
 
-def _chunk(fp, w, inv_norm, beta, nb, mm, g: Geometry, opts: tuple, want_best: bool, p0: int, p1: int):
+def _chunk(fp, w, inv_norm, bl, mm, g: Geometry, opts: tuple, want_best: bool, p0: int, p1: int):
     """Queries [p0, p1): their canvas (§4.8, `paste`) with its first block's (row, column), and their best keys."""
     fw = g.fw
     a = _weights(fp, w, inv_norm, mm, g, opts, p0, p1)
@@ -125,7 +128,7 @@ def _chunk(fp, w, inv_norm, beta, nb, mm, g: Geometry, opts: tuple, want_best: b
     c0, c1 = (p0 % fw, (p1 - 1) % fw + 1) if r1 - r0 == 1 else (0, fw)
     if (r1 - r0) * (c1 - c0) != p1 - p0:  # a chunk across rows, not of whole rows: zero weights for the rest
         a = F.pad(a, (0, 0, p0 - r0 * fw, r1 * fw - p1))
-    return paste(a, beta, nb, g, opts[4], opts[5], r1 - r0, c1 - c0), (r0, c0), best
+    return paste(a, bl, g, opts[4], opts[5], r1 - r0, c1 - c0), (r0, c0), best
 
 
 def default_chunk_size(g: Geometry, batch: int, itemsize: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
@@ -135,7 +138,8 @@ def default_chunk_size(g: Geometry, batch: int, itemsize: int, memory_budget: in
 
 
 def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm):
-    """Validate the inputs and compute what every chunk shares: geometry, patches, key norms, valid keys."""
+    """Validate the inputs and compute what every chunk shares: geometry, patches, key norms, valid keys, and the
+    keys that can matter (`deepfill_min.keys`)."""
     for name, t in (("f", f), ("b", b), ("mask", mask)):
         if t is not None and (not isinstance(t, torch.Tensor) or not t.is_floating_point()):
             kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
@@ -144,7 +148,8 @@ def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mas
     check_options(mask_softmax, paste_norm)
     g = attention_geometry(tuple(f.shape[2:]), tuple(b.shape[2:]), ksize, stride, rate, fuse_k, fuse)
     with torch.autocast(f.device.type, enabled=False):
-        return (g, *_shared(f, b, mask, g, ksize, stride))
+        fp, w, inv_norm, mm = _shared(f, b, mask, g, ksize, stride)
+    return g, fp, w, inv_norm, mm, key_subset(mm, g, fuse_k, fuse)
 
 
 def _shared(f, b, mask, g: Geometry, ksize: int, stride: int):
@@ -188,10 +193,11 @@ def attention_weights(
     mask_softmax: str = "official",
 ) -> torch.Tensor:
     """The attention weights of every query of f↓ over every key, (B, P, L), unchunked (for inspection)."""
-    g, fp, w, inv_norm, mm = _prepare(
+    g, fp, w, inv_norm, mm, keys = _prepare(
         f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, "official"
     )
-    return _weights(fp, w, inv_norm, mm, g, (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact"), 0, g.P)
+    opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact", rate, stride, keys)
+    return _weights(fp, w, inv_norm, mm, g, opts, 0, g.P)
 
 
 def contextual_attention(
@@ -217,22 +223,22 @@ def contextual_attention(
     Returns ``(y, offsets)`` as `reference.contextual_attention` does; `offsets` is None unless `return_offsets`.
     `chunk_size` queries are processed at a time (default: as many as fit in `memory_budget` bytes).
     """
-    g, fp, w, inv_norm, mm = _prepare(
+    g, fp, w, inv_norm, mm, keys = _prepare(
         f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm
     )
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     B, r = f.shape[0], rate
     # §4.1 the r×r blocks of the padded full-resolution b: a raw 2r×2r patch is 2×2 of them
-    beta, nb = blocks(b, g, rate)
+    bl = blocks(b, g, rate, keys, stride)
     if chunk_size is None:
         chunk_size = default_chunk_size(g, B, fp.element_size(), memory_budget)
-    opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact", rate, stride)
+    opts = (fuse_k, fuse, float(softmax_scale), mask_softmax == "exact", rate, stride, keys)
     starts = range(0, g.P, chunk_size)
     use_ckpt = torch.is_grad_enabled() and len(starts) > 1
     pieces = []
     for p0 in starts:
-        args = (fp, w, inv_norm, beta, nb, mm, g, opts, return_offsets, p0, min(p0 + chunk_size, g.P))
+        args = (fp, w, inv_norm, bl, mm, g, opts, return_offsets, p0, min(p0 + chunk_size, g.P))
         pieces.append(checkpoint(_chunk, *args, use_reentrant=False) if use_ckpt else _chunk(*args))
     # §4.8 paste: each chunk's canvas added at its place, then the SAME padding cropped, then normalised
     if len(pieces) == 1:

@@ -41,6 +41,7 @@ from reference.tf_ops import same_padding
 from .attention import DEFAULT_MEMORY_BUDGET, _prepare, default_chunk_size, halo_scores, masked_softmax
 from .fuse import fuse_plan_window
 from .generator import Generator, GeneratorOutput, check_inputs
+from .keys import raw_scores
 from .layers import GenConv, GenDeconv
 from .paste import blocks, normalised, paste
 from .tf_ops import resize_nearest_ac
@@ -111,15 +112,15 @@ def prepare_window(f: torch.Tensor, mask: torch.Tensor, **options) -> tuple:
 
 def window_weights(prepared: tuple, rows: tuple[int, int], cols: tuple[int, int], **options) -> torch.Tensor:
     """Attention weights (B, q, L) of the queries rows × cols of f↓ (row-major), fused and masked as the layer does."""
-    g, fp, w, inv_norm, mm = prepared
+    g, fp, w, inv_norm, mm, keys = prepared
     _, _, _, fuse_k, fuse, mask_softmax, _, scale = _options(options)
     with torch.autocast(fp.device.type, enabled=False):
         if fuse:
             plan = fuse_plan_window(g.fh, g.fw, g.bh, g.bw, fuse_k, rows, cols, fp.device)
-            s = halo_scores(fp, w, inv_norm, g, fuse_k, plan)
+            s = halo_scores(fp, w, inv_norm, g, fuse_k, plan, keys.scored)
         else:
             q = (np.arange(*rows)[:, None] * g.fw + np.arange(*cols)).ravel()
-            s = (fp[:, torch.as_tensor(q, device=fp.device)] @ w.transpose(1, 2)).mul_(inv_norm)
+            s = raw_scores(fp[:, torch.as_tensor(q, device=fp.device)], w, inv_norm, keys.scored)
         return masked_softmax(s, mm, scale, mask_softmax == "exact")
 
 
@@ -140,14 +141,14 @@ def attention_window(f: torch.Tensor, mask: torch.Tensor, win: Window, prepared:
     # block I of the paste canvas holds quarters of the patches of queries I - 1 and I (§4.8)
     i0, i1 = max((y0 + g.pt) // rate - 1, 0), min((y1 - 1 + g.pt) // rate + 1, g.fh)
     j0, j1 = max((x0 + g.pl) // rate - 1, 0), min((x1 - 1 + g.pl) // rate + 1, g.fw)
-    beta, nb = blocks(f, g, rate)
+    bl = blocks(f, g, rate, prepared[-1], stride)
     budget = options.get("memory_budget", DEFAULT_MEMORY_BUDGET)
     band = max(1, default_chunk_size(g, f.shape[0], fp.element_size(), budget) // (j1 - j0))
-    y = beta.new_zeros(f.shape[0], f.shape[1], (i1 - i0 + 1) * rate, (j1 - j0 + 1) * rate)  # blocks i0 … i1, j0 … j1
+    y = bl[0].new_zeros(f.shape[0], f.shape[1], (i1 - i0 + 1) * rate, (j1 - j0 + 1) * rate)  # blocks i0 … i1, j0 … j1
     for r0 in range(i0, i1, band):
         r1 = min(r0 + band, i1)
         a = window_weights(prepared, (r0, r1), (j0, j1), **options)
-        y[..., (r0 - i0) * rate : (r1 - i0 + 1) * rate, :] += paste(a, beta, nb, g, rate, stride, r1 - r0, j1 - j0)
+        y[..., (r0 - i0) * rate : (r1 - i0 + 1) * rate, :] += paste(a, bl, g, rate, stride, r1 - r0, j1 - j0)
         if offsets is not None:  # best key (row, column) minus the query's own cell
             best = a.argmax(-1).view(-1, r1 - r0, j1 - j0)
             offsets[:, 0, r0:r1, j0:j1] = best // g.lw - torch.arange(r0, r1, device=best.device)[:, None]

@@ -26,18 +26,24 @@ from torch.autograd.function import once_differentiable
 
 from reference.geometry import Geometry
 
+from .keys import KeySubset, pasted_blocks
 from .tf_ops import pad_same
 
+Blocks = tuple[torch.Tensor, tuple[int, int], torch.Tensor | None]
 
-def blocks(b: torch.Tensor, g: Geometry, rate: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """§4.1 the r×r blocks of the SAME-padded b as (B, nbh·nbw, C·r·r), and (nbh, nbw)."""
+
+def blocks(b: torch.Tensor, g: Geometry, rate: int, keys: KeySubset | None = None, stride: int = 1) -> Blocks:
+    """§4.1 the r×r blocks of the SAME-padded b as (B, n, C·r·r), the grid (nbh, nbw) and which blocks they are:
+    all nbh·nbw (None), or with `keys` only those a valid key's patch covers (`deepfill_min.keys`)."""
     B, C = b.shape[:2]
     bp = pad_same(b, g.K, g.S)
     nb = (bp.shape[2] // rate, bp.shape[3] // rate)
     # (with a stride s ≥ 3 SAME may leave a remainder that no patch reads: crop it)
     bp = bp[..., : nb[0] * rate, : nb[1] * rate].contiguous()
     beta = bp.view(B, C, nb[0], rate, nb[1], rate).permute(0, 2, 4, 1, 3, 5)
-    return beta.reshape(B, nb[0] * nb[1], C * rate * rate), nb
+    beta = beta.reshape(B, nb[0] * nb[1], C * rate * rate)
+    used = None if keys is None else pasted_blocks(keys, g, nb, stride, b.device)
+    return (beta, nb, None) if used is None else (beta[:, used], nb, used)
 
 
 def _shifts(rows: int, cols: int, lh: int, lw: int, stride: int) -> list[tuple]:
@@ -69,16 +75,16 @@ class _ShiftedWeights(torch.autograd.Function):
         return ga, None, None
 
 
-def paste(a: torch.Tensor, beta: torch.Tensor, nb: tuple[int, int], g: Geometry, rate: int, stride: int,
-          rows: int, cols: int) -> torch.Tensor:  # fmt: skip
-    """Canvas (B, C, (rows+1)·r, (cols+1)·r) of a window of rows × cols queries with weights `a` (B, rows·cols, L).
+def paste(a: torch.Tensor, bl: Blocks, g: Geometry, rate: int, stride: int, rows: int, cols: int) -> torch.Tensor:
+    """Canvas (B, C, (rows+1)·r, (cols+1)·r) of a window of rows × cols queries with weights `a` (B, rows·cols, L)
+    and the `blocks` `bl` of b.
 
     The canvas's block (0, 0) is the window's first query's block; the caller places and crops it (§4.8).
     """
-    B = a.shape[0]
-    at = _ShiftedWeights.apply(a.reshape(B, rows, cols, g.L // g.lw, g.lw), nb, stride)
+    B, (beta, nb, used) = a.shape[0], bl
+    at = _ShiftedWeights.apply(a.reshape(B, rows, cols, g.L // g.lw, g.lw), nb, stride).view(B, -1, nb[0] * nb[1])
     # the matmul runs in the blocks' precision (the inputs' or autocast's); ã is float32 like the weights
-    y = at.view(B, -1, nb[0] * nb[1]).to(beta.dtype) @ beta
+    y = (at if used is None else at[..., used]).to(beta.dtype) @ beta
     y = y.view(B, rows + 1, cols + 1, -1, rate, rate).permute(0, 3, 1, 4, 2, 5)
     return y.reshape(B, -1, (rows + 1) * rate, (cols + 1) * rate)
 
