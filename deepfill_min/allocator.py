@@ -33,6 +33,7 @@ DEFAULT_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
 MMAP_THRESHOLD_MAX = 32 << 20  # the mmap threshold that glibc's adaptive default settles at for large temporaries
 KEEP_MAX_PIXELS = 1024 * 1024  # images above this size get glibc's mapping of large requests (`for_image`)
 _applied: bool | None = None
+_mapping = 0  # large-image passes under way (`for_image`)
 
 
 def keep_freed_memory() -> bool:
@@ -51,13 +52,18 @@ def for_image(pixels: int) -> Iterator[None]:
     """Inside: for an image of more than KEEP_MAX_PIXELS `pixels`, requests of 32 MiB and more are mapped afresh and
     returned to the system on free (glibc's default behaviour for large temporaries), if `keep_freed_memory` is in
     effect; otherwise nothing changes."""
+    global _mapping
     if not _applied or pixels <= KEEP_MAX_PIXELS:
         yield
         return
     libc = ctypes.CDLL(None)
-    libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)  # (no effect outside: nothing is mapped there)
-    libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+    if _mapping == 0:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)  # (no effect outside: nothing is mapped there)
+        libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+    _mapping += 1
     try:
         yield
     finally:
-        libc.mallopt(M_MMAP_MAX, 0)
+        _mapping -= 1
+        if _mapping == 0:  # the last large image's pass is over (nested or concurrent ones keep it)
+            libc.mallopt(M_MMAP_MAX, 0)

@@ -39,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 from reference.geometry import Geometry, attention_geometry, check_options, check_shapes
 
 from .fuse import DiagonalSum, fuse_plan, shift_sum
-from .keys import key_subset, raw_scores
+from .keys import KeySubset, key_subset, raw_scores
 from .paste import blocks, normalised, paste
 from .tf_ops import pad_same, resize_nearest_ac, unfold_same
 
@@ -137,9 +137,10 @@ def default_chunk_size(g: Geometry, batch: int, itemsize: int, memory_budget: in
     return chunk if chunk < g.fw else chunk - chunk % g.fw
 
 
-def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm):
+def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm,
+             prune_keys: bool = True):  # fmt: skip
     """Validate the inputs and compute what every chunk shares: geometry, patches, key norms, valid keys, and the
-    keys that can matter (`deepfill_min.keys`)."""
+    keys that can matter (`deepfill_min.keys`; all of them unless `prune_keys`)."""
     for name, t in (("f", f), ("b", b), ("mask", mask)):
         if t is not None and (not isinstance(t, torch.Tensor) or not t.is_floating_point()):
             kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
@@ -149,7 +150,7 @@ def _prepare(f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mas
     g = attention_geometry(tuple(f.shape[2:]), tuple(b.shape[2:]), ksize, stride, rate, fuse_k, fuse)
     with torch.autocast(f.device.type, enabled=False):
         fp, w, inv_norm, mm = _shared(f, b, mask, g, ksize, stride)
-    return g, fp, w, inv_norm, mm, key_subset(mm, g, fuse_k, fuse)
+    return g, fp, w, inv_norm, mm, key_subset(mm, g, fuse_k, fuse) if prune_keys else KeySubset(None, None)
 
 
 def _shared(f, b, mask, g: Geometry, ksize: int, stride: int):
@@ -217,14 +218,16 @@ def contextual_attention(
     return_offsets: bool = False,
     chunk_size: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    prune_keys: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Reconstruct `f` (B, C, H, W) from patches of `b` (B, C, H_b, W_b); `mask` is (1 or B, 1, H_b, W_b), 1 = hole.
 
     Returns ``(y, offsets)`` as `reference.contextual_attention` does; `offsets` is None unless `return_offsets`.
-    `chunk_size` queries are processed at a time (default: as many as fit in `memory_budget` bytes).
+    `chunk_size` queries are processed at a time (default: as many as fit in `memory_budget` bytes). `prune_keys`
+    leaves out what masked keys cannot change (`deepfill_min.keys`, the same values; it reads the mask on the host).
     """
     g, fp, w, inv_norm, mm, keys = _prepare(
-        f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm
+        f, b, mask, ksize, stride, rate, fuse_k, fuse, per_sample_mask, mask_softmax, paste_norm, prune_keys
     )
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
@@ -278,8 +281,9 @@ class ContextualAttention(nn.Module):
         check_options(options.get("mask_softmax", "official"), options.get("paste_norm", "official"))
 
     def forward(self, f: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None, **overrides):
-        """`overrides` replace construction keywords for this call (e.g. ``return_offsets=True``)."""
-        return contextual_attention(f, b, mask, **{**self.kwargs, **overrides})
+        """`overrides` replace construction keywords for this call (e.g. ``return_offsets=True``). Masked keys are
+        pruned in eval mode only: training reads nothing back from the device."""
+        return contextual_attention(f, b, mask, **{"prune_keys": not self.training, **self.kwargs, **overrides})
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())

@@ -89,7 +89,7 @@ def shift_sum(s: torch.Tensor, rows: torch.Tensor, k: int, grid: tuple[int, int]
     `_column_major_parts` on the (bh, bw) view (no transposed copies).
     """
     c, L = (k - 1) // 2, s.shape[-1]
-    if grid is not None and c > grid[0]:  # a fuse kernel taller than the key grid wraps more than once: transpose
+    if grid is not None and k // 2 > grid[0]:  # a step (up to k // 2) past the grid's height wraps twice: transpose
         return _transpose_keys(shift_sum(_transpose_keys(s, grid), rows, k), grid[::-1])
     out = s[:, rows[c]]
     for t in range(k):

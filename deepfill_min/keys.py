@@ -14,8 +14,10 @@ can skip it:
 
 With a 256×256 hole in a 512×512 image a quarter of the keys is left out of both matmuls. The values are the same
 to float rounding (the kept columns are the same dot products; the left-out ones were zeros or were ignored). Keys
-are pruned when at least a tenth can go (below that the scatter costs more than the matmul saves), and not under
-autograd on a GPU (finding them reads the mask on the host: no host sync in GPU training).
+are pruned when at least a tenth can go (below that the scatter costs more than the matmul saves). Finding them
+reads the mask on the host, so the layer in training mode does not prune (`ContextualAttention` prunes in eval
+mode: the trainer reads nothing back from the device), nor does autograd on a GPU or `torch.compile` (a graph
+break).
 """
 
 from __future__ import annotations
@@ -37,11 +39,9 @@ class KeySubset(NamedTuple):
 
 def key_subset(mm: torch.Tensor, g: Geometry, fuse_k: int, fuse: bool) -> KeySubset:
     """The keys that can matter for valid keys `mm` (1 or B, L): any sample's valid keys and their fuse neighbours."""
-    if torch.is_grad_enabled() and mm.device.type != "cpu":
-        return KeySubset(None, None)
+    if (torch.is_grad_enabled() and mm.device.type != "cpu") or torch.compiler.is_compiling():
+        return KeySubset(None, None)  # (no host sync in GPU training, no graph break under torch.compile)
     valid = np.flatnonzero((mm > 0).any(0).cpu().numpy())
-    if fuse and g.L != g.bh * g.bw:  # the fuse's column-major order is on the (bh, bw) grid of keys at stride 1
-        return KeySubset(valid, None)
     needed = valid
     if fuse:
         steps = np.arange(-((fuse_k - 1) // 2), fuse_k - (fuse_k - 1) // 2)

@@ -70,6 +70,20 @@ def test_chunked_equals_unchunked(case, data):
     np.testing.assert_array_equal(off.numpy()[decisive], off_full.numpy()[decisive])
 
 
+@pytest.mark.parametrize("fuse_k", [4, 5, 6])
+@pytest.mark.parametrize("size", [(2, 12), (4, 12), (6, 10)])
+def test_chunked_fuse_with_steps_past_the_key_grid_matches_the_reference(fuse_k, size):
+    """Fuse kernels whose steps (up to fuse_k // 2, one more forward than back when it is even) reach past the key
+    grid's height, in chunks (the halo path, as hole-only inference uses it)."""
+    rng = np.random.default_rng(fuse_k)
+    f = rng.normal(size=(1, 3, *size))
+    mask = np.zeros((1, 1, *size))
+    mask[..., : size[0] // 2, 2:5] = 1
+    y_ref, _ = reference.contextual_attention(f, f, mask, fuse_k=fuse_k)
+    y, _ = contextual_attention(_t(f), _t(f), _t(mask), fuse_k=fuse_k, chunk_size=2)
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-10, atol=1e-10)
+
+
 def test_memory_budget_sets_chunks_that_agree():
     """A tiny memory budget forces one-query chunks (halo and wrap-around included); the result does not change."""
     rng = np.random.default_rng(1)

@@ -25,7 +25,7 @@ def _t(x):
 @st.composite
 def key_grids(draw):
     """A self-attention geometry (fh = bh, fw = bw), a fuse size and the valid keys of a random mask."""
-    h, w, k = draw(st.integers(1, 7)), draw(st.integers(1, 7)), draw(st.sampled_from([1, 2, 3, 3]))
+    h, w, k = draw(st.integers(1, 7)), draw(st.integers(1, 7)), draw(st.sampled_from([1, 2, 3, 3, 4, 5]))
     g = attention_geometry((2 * h, 2 * w), (2 * h, 2 * w), 3, 1, 2, k, True)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     valid = rng.random(g.L) < draw(st.sampled_from([0.1, 0.3, 0.7]))
