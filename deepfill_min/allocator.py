@@ -12,8 +12,9 @@ memory stays at its high-water mark, and since one heap serves every request, fr
 the next request fragment it (512² full forward: 506 MiB instead of 365; 1024²: 3.3 GiB instead of 1.2, for 9.6 s
 instead of 17.7). Above a megapixel it runs away: the 2048² full forward was killed at the VM's 24 GiB (2.6 GiB
 with glibc's default), and the 2048² hole-only pass with a 256² hole took 2.8 GiB instead of 1.7 (9.2 s instead of
-13.8). So `for_image` restores glibc's mapping of large requests for the duration of a larger image's forward pass
-(`Generator.forward`, `hole_only_forward`): memory first, above a megapixel.
+13.8). So `for_image` restores glibc's mapping of large requests for the duration of a larger image's pass: the
+inference entry points (`Generator.forward`, `hole_only_forward`, `attention_map`) are wrapped in it by
+`sized_by_image`: memory first, above a megapixel.
 
 `load_generator` calls `keep_freed_memory`, so inference (the command, `inpaint`, the app) gets it; set
 ``DEEPFILL_MIN_KEEP_FREED_MEMORY=0`` before to leave the allocator alone. Training does not call it: at 128², batch
@@ -24,9 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters (malloc.h)
 DEFAULT_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
@@ -67,3 +72,15 @@ def for_image(pixels: int) -> Iterator[None]:
         _mapping -= 1
         if _mapping == 0:  # the last large image's pass is over (nested or concurrent ones keep it)
             libc.mallopt(M_MMAP_MAX, 0)
+
+
+def sized_by_image(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn(first, x, ...)` (x: an image batch (B, C, H, W)) run under `for_image(H × W)`."""
+
+    @functools.wraps(fn)
+    def wrapped(first, x, *args, **kwargs) -> T:  # noqa: ANN001
+        pixels = x.shape[-2] * x.shape[-1] if getattr(x, "ndim", 0) >= 2 else 0  # (bad input: fn's own error)
+        with for_image(pixels):
+            return fn(first, x, *args, **kwargs)
+
+    return wrapped

@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .allocator import for_image
 from .builtin import BUILTIN_IMAGES, builtin_image
 from .generator import Generator
 from .holdout import flow_legend
@@ -177,9 +176,8 @@ class Explorer:
             G = self.generator
             x, m, xp, mp = model_input(image, mask, self.device, self.color_order)
             xin = xp * (1 - mp)
-            with for_image(xin.shape[-2] * xin.shape[-1]):  # the allocator's policy for the image's size
-                amap = attention_map(G, xin, mp) if G.attention else None  # kept for the clicks
-                out = hole_only_forward(G, xin, mp, return_offsets=G.attention, amap=amap)
+            amap = attention_map(G, xin, mp) if G.attention else None  # kept for the clicks
+            out = hole_only_forward(G, xin, mp, return_offsets=G.attention, amap=amap)
             result, coarse = composite_images(x, m, out, self.color_order)
             flow = None
             if G.attention:  # the offsets of the cells that hold a hole pixel, coloured; white elsewhere

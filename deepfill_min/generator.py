@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .allocator import for_image
+from .allocator import sized_by_image
 from .attention import ContextualAttention
 from .layers import GenConv, GenDeconv
 from .tf_ops import resize_nearest_ac
@@ -104,13 +104,10 @@ class Generator(nn.Module):
         return {name: (m.weight.detach().cpu().numpy(), m.bias.detach().cpu().numpy())
                 for name, m in self.named_children() if isinstance(m, GenConv)}  # fmt: skip
 
+    @sized_by_image  # the allocator's policy for the image's size (`allocator`)
     def forward(self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False) -> GeneratorOutput:
         """`x`: (B, 3, H, W) image with the hole zeroed, in [-1, 1]; `mask`: (1 or B, 1, H, W), 1 = hole."""
         check_inputs(x, mask)
-        with for_image(x.shape[-2] * x.shape[-1]):  # the allocator's policy for the image's size (`allocator`)
-            return self._forward(x, mask, return_offsets)
-
-    def _forward(self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool) -> GeneratorOutput:
         xin = x
         ones = torch.ones_like(x[:, :1])
         # stage 1: coarse

@@ -38,7 +38,7 @@ import torch
 
 from reference.tf_ops import same_padding
 
-from .allocator import for_image
+from .allocator import sized_by_image
 from .attention import DEFAULT_MEMORY_BUDGET, _prepare, default_chunk_size, halo_scores, masked_softmax
 from .fuse import fuse_plan_window
 from .generator import Generator, GeneratorOutput, check_inputs
@@ -197,6 +197,7 @@ class AttentionMap:
 
 
 @torch.no_grad()
+@sized_by_image  # the allocator's policy for the image's size (`allocator`)
 def attention_map(generator: Generator, x: torch.Tensor, mask: torch.Tensor) -> AttentionMap:
     """The `AttentionMap` of `x` ((B, 3, H, W) in [-1, 1], hole zeroed) and `mask` ((1, 1, H, W), 1 = hole)."""
     if not generator.attention:
@@ -210,6 +211,7 @@ def attention_map(generator: Generator, x: torch.Tensor, mask: torch.Tensor) -> 
 
 
 @torch.no_grad()
+@sized_by_image  # the allocator's policy for the image's size (`allocator`)
 def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False,
                       amap: AttentionMap | None = None) -> GeneratorOutput:  # fmt: skip
     """`generator(x, mask)` where it matters: both outputs are exact inside the hole (to float rounding).
@@ -223,12 +225,6 @@ def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor,
     check_inputs(x, mask)
     if mask.shape[0] != 1:
         raise ValueError(f"mask must have batch 1 for hole-only inference, got {mask.shape[0]}")
-    with for_image(x.shape[-2] * x.shape[-1]):  # the allocator's policy for the image's size (`allocator`)
-        return _hole_only_forward(generator, x, mask, return_offsets, amap)
-
-
-def _hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool,
-                       amap: AttentionMap | None) -> GeneratorOutput:  # fmt: skip
     H, W = x.shape[-2:]
     hole = hole_window(mask[0, 0] > 0)
     G, ones = generator, torch.ones_like(x[:, :1])
