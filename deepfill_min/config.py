@@ -79,7 +79,7 @@ class Config:
     seed: int = 2018
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: str = "none"  # "none" or "bf16" (autocast)
-    channels_last: bool = False
+    channels_last: bool = False  # the critics too (the generator is channels-last on the CPU anyway)
     gpu_defaults: bool = True  # on CUDA: bf16 autocast, channels_last, cudnn.benchmark; false: strict float32
     compile: bool = False
 
