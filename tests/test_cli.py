@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import small_runs
+import tomllib
 import torch
 from PIL import Image
 
-from deepfill_min.cli import main
+from deepfill_min.cli import console, main
 from deepfill_min.demo import BUILTIN_IMAGES, demo_image, fill_hole
 
 
@@ -66,3 +71,18 @@ def test_train_command_runs_and_resumes(tmp_path, capsys):
     assert main(["train", "--run-dir", str(run), *small]) == 2  # already has checkpoints
     assert main(["train", "--run-dir", str(run), "--resume", "max_iters=2"]) == 0
     assert (run / "ckpt_00000002.pt").is_file()
+
+
+def test_the_command_returns_mains_status_and_exits_without_the_final_collection(tmp_path, monkeypatch, capsys):
+    """`deepfill-min` (and ``python -m deepfill_min``) is `console`: main's exit status, every live object frozen."""
+    missing = str(tmp_path / "missing.png")
+    monkeypatch.setattr(sys, "argv", ["deepfill-min", "inpaint", "--image", missing, "--mask", missing, "--out",
+                                      str(tmp_path / "out.png")])  # fmt: skip
+    before = gc.get_freeze_count()
+    try:
+        assert console() == 2 and "missing.png" in capsys.readouterr().err
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["deepfill-min"] == "deepfill_min.cli:console"
