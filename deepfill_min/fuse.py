@@ -91,21 +91,29 @@ def shift_sum(s: torch.Tensor, rows: torch.Tensor, k: int, grid: tuple[int, int]
     c, L = (k - 1) // 2, s.shape[-1]
     if grid is not None and k // 2 > grid[0]:  # a step (up to k // 2) past the grid's height wraps twice: transpose
         return _transpose_keys(shift_sum(_transpose_keys(s, grid), rows, k), grid[::-1])
-    out = s[:, rows[c]]
+    out, buf = s.index_select(1, rows[c]), None
     for t in range(k):
         d = t - c
         if d == 0 or abs(d) >= L:  # a step past every key adds nothing (a fuse kernel longer than the key grid)
             continue
+        buf = _rows(s, rows[t], buf)
         if grid is None:
             if d > 0:
-                out[..., : L - d] += s[:, rows[t], d:]
+                out[..., : L - d] += buf[..., d:]
             else:
-                out[..., -d:] += s[:, rows[t], : L + d]
+                out[..., -d:] += buf[..., : L + d]
             continue
-        src, dst = s[:, rows[t]].unflatten(-1, grid), out.unflatten(-1, grid)
+        src, dst = buf.unflatten(-1, grid), out.unflatten(-1, grid)
         for kd, ks in _column_major_parts(*grid, d):
             dst[(..., *kd)] += src[(..., *ks)]
     return out
+
+
+def _rows(s: torch.Tensor, rows: torch.Tensor, buf: torch.Tensor | None) -> torch.Tensor:
+    """``s[:, rows]``; without autograd written into `buf` when given (one buffer for every step, not one each)."""
+    if buf is None or (torch.is_grad_enabled() and s.requires_grad):
+        return s.index_select(1, rows)
+    return torch.index_select(s, 1, rows, out=buf)
 
 
 def _shift_add(s: torch.Tensor, offsets: range, grids: tuple | None = None) -> torch.Tensor:
