@@ -249,11 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'builtin' (the shipped model, the default), a .safetensors file, a checkpoint .pt, or a "
                             "training run directory")  # fmt: skip
     paint.add_argument("--image", required=True, help="an image, or a folder of images")
-    paint.add_argument(
-        "--mask",
-        required=True,
-        help="its mask (white = hole), or a folder of masks with the same names (any image suffix)",
-    )
+    paint.add_argument("--mask", required=True,
+                       help="its mask (white = hole), or a folder of masks with the same names (any image suffix)")
     paint.add_argument("--out", required=True, help="the output image (its suffix sets the format), or folder")
     paint.add_argument("--coarse-out", help="also write the coarse (stage 1) result here (a folder in folder mode): "
                        "in the hole, the image around it (with --full: stage 1's output everywhere)")  # fmt: skip
@@ -262,11 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     paint.add_argument("--mask-channel", default="auto", choices=("auto", "alpha", "0", "1", "2"),
                        help="which channel of the mask file holds the hole (default: auto)")  # fmt: skip
     paint.add_argument("--official", action="store_true", help="the official pipeline: crop to 8, BGR, truncation")
-    paint.add_argument(
-        "--full",
-        action="store_true",
-        help="run the generator on every pixel (default: only what can reach the hole; same result)",
-    )
+    paint.add_argument("--full", action="store_true",
+                       help="run the generator on every pixel (default: only what can reach the hole; same result)")
     paint.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     paint.set_defaults(func=cmd_inpaint)
 
@@ -278,12 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the address to listen on (default: this machine only; the app has no login, so 0.0.0.0 "
                           "serves anyone who can reach this machine)")  # fmt: skip
     app.add_argument("--port", type=int, default=8080, help="the port (0: any free port)")
-    app.add_argument(
-        "--max-side",
-        type=positive_int,
-        default=2048,
-        help="larger images are refused with an offer to downscale them to this many pixels a side",
-    )
+    app.add_argument("--max-side", type=positive_int, default=2048,
+                     help="larger images are refused with an offer to downscale them to this many pixels a side")
     app.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     app.set_defaults(func=cmd_app)
 

@@ -91,9 +91,8 @@ class Trainer:
         self.G_train = self.G_nograd = self.G
         if self.world.size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G_train = torch.nn.parallel.DistributedDataParallel(
-                self.G, device_ids=ids, find_unused_parameters=cfg.pretrain_coarse
-            )
+            self.G_train = torch.nn.parallel.DistributedDataParallel(self.G, device_ids=ids,
+                                                                     find_unused_parameters=cfg.pretrain_coarse)
         if cfg.compile:
             self.G_nograd = torch.compile(self.G)
             self.G_train = self.G_nograd if self.world.size == 1 else torch.compile(self.G_train)
