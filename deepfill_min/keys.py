@@ -29,6 +29,8 @@ import torch
 
 from reference.geometry import Geometry
 
+from .gemm import mm_nt
+
 KEEP_AT_MOST = 0.9  # prune only if at most this share of the key columns (or blocks) is kept
 
 
@@ -68,6 +70,6 @@ def pasted_blocks(keys: KeySubset, g: Geometry, nb: tuple[int, int], stride: int
 def raw_scores(q: torch.Tensor, w: torch.Tensor, inv_norm: torch.Tensor, scored: torch.Tensor | None) -> torch.Tensor:
     r"""$S = q\,W^\top / \lVert w \rVert$, (B, n, L); with `scored`, only those key columns (the others are 0)."""
     if scored is None:
-        return (q @ w.transpose(1, 2)).mul_(inv_norm)
-    s = (q @ w[:, scored].transpose(1, 2)).mul_(inv_norm[..., scored])
+        return mm_nt(q, w).mul_(inv_norm)
+    s = mm_nt(q, w[:, scored]).mul_(inv_norm[..., scored])
     return s.new_zeros(*s.shape[:-1], w.shape[1]).index_copy_(-1, scored, s)

@@ -26,6 +26,7 @@ from torch.autograd.function import once_differentiable
 
 from reference.geometry import Geometry
 
+from .gemm import mm_nt
 from .keys import KeySubset, pasted_blocks
 from .tf_ops import pad_same
 
@@ -33,17 +34,18 @@ Blocks = tuple[torch.Tensor, tuple[int, int], torch.Tensor | None]
 
 
 def blocks(b: torch.Tensor, g: Geometry, rate: int, keys: KeySubset | None = None, stride: int = 1) -> Blocks:
-    """§4.1 the r×r blocks of the SAME-padded b as (B, n, C·r·r), the grid (nbh, nbw) and which blocks they are:
+    """§4.1 the r×r blocks of the SAME-padded b as (B, C·r·r, n), the grid (nbh, nbw) and which blocks they are:
     all nbh·nbw (None), or with `keys` only those a valid key's patch covers (`deepfill_min.keys`)."""
     B, C = b.shape[:2]
     bp = pad_same(b, g.K, g.S)
     nb = (bp.shape[2] // rate, bp.shape[3] // rate)
     # (with a stride s ≥ 3 SAME may leave a remainder that no patch reads: crop it)
     bp = bp[..., : nb[0] * rate, : nb[1] * rate].contiguous()
-    beta = bp.view(B, C, nb[0], rate, nb[1], rate).permute(0, 2, 4, 1, 3, 5)
-    beta = beta.reshape(B, nb[0] * nb[1], C * rate * rate)
+    # stored transposed, (B, C·r·r, n): the blocks are the filters of the paste's product (`gemm.mm_nt`)
+    beta = bp.view(B, C, nb[0], rate, nb[1], rate).permute(0, 1, 3, 5, 2, 4)
+    beta = beta.reshape(B, C * rate * rate, nb[0] * nb[1])
     used = None if keys is None else pasted_blocks(keys, g, nb, stride, b.device)
-    return (beta, nb, None) if used is None else (beta[:, used], nb, used)
+    return (beta, nb, None) if used is None else (beta[..., used].contiguous(), nb, used)
 
 
 def _shifts(rows: int, cols: int, lh: int, lw: int, stride: int) -> list[tuple]:
@@ -84,7 +86,7 @@ def paste(a: torch.Tensor, bl: Blocks, g: Geometry, rate: int, stride: int, rows
     B, (beta, nb, used) = a.shape[0], bl
     at = _ShiftedWeights.apply(a.reshape(B, rows, cols, g.L // g.lw, g.lw), nb, stride).view(B, -1, nb[0] * nb[1])
     # the matmul runs in the blocks' precision (the inputs' or autocast's); ã is float32 like the weights
-    y = (at if used is None else at[..., used]).to(beta.dtype) @ beta
+    y = mm_nt((at if used is None else at[..., used]).to(beta.dtype), beta)
     y = y.view(B, rows + 1, cols + 1, -1, rate, rate).permute(0, 3, 1, 4, 2, 5)
     return y.reshape(B, -1, (rows + 1) * rate, (cols + 1) * rate)
 

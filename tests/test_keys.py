@@ -58,7 +58,7 @@ def test_a_large_hole_leaves_out_a_quarter_of_the_keys():
     g, *_, mm, ks = attention._prepare(f, f, mask, 3, 1, 2, 3, True, False, "official", "official")
     assert int(mm.sum()) == 2940 and len(ks.scored) == 3072
     beta, nb, used = blocks(f, g, 2, ks)
-    assert nb == (65, 65) and len(used) == 3136 and beta.shape[1] == 3136
+    assert nb == (65, 65) and len(used) == 3136 and beta.shape[-1] == 3136
 
 
 def _junk_scores(q, w, inv_norm, scored):
