@@ -51,7 +51,7 @@ def test_constraints_pin_every_runtime_and_dev_dependency():
 
 
 def test_console_script_and_ci_run_the_readme_commands():
-    assert _pyproject()["project"]["scripts"]["deepfill-min"] == "deepfill_min.cli:main"
+    assert _pyproject()["project"]["scripts"]["deepfill-min"] == "deepfill_min.cli:console"
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make demo" in readme
