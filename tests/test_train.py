@@ -127,6 +127,14 @@ def test_options_train_with_finite_losses(tmp_path, options):
     assert all(bool(torch.isfinite(torch.as_tensor(v))) for v in row.values())
 
 
+def test_on_the_cpu_the_generator_is_channels_last_and_the_critics_only_when_asked(tmp_path):
+    last = torch.channels_last
+    for flag, critics_last in (("false", False), ("true", True)):
+        trainer = Trainer(small("device=cpu", f"channels_last={flag}", "num_workers=0"), tmp_path / flag)
+        assert trainer.G.conv1.weight.is_contiguous(memory_format=last)
+        assert trainer.D.discriminator_local.conv2.weight.is_contiguous(memory_format=last) == critics_last
+
+
 def _torchrun(tmp_path, name: str, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
     """`deepfill-min train` under torchrun with 2 CPU processes, as users launch it (tests/ddp_run.py records)."""
     out = tmp_path / name
