@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import torch
+from attention import _time  # benchmarks/attention.py: the minimum of `repeats` after one untimed call
 
 from deepfill_min.allocator import keep_freed_memory
 from deepfill_min.gemm import mm_nt
@@ -29,16 +29,6 @@ CASES = {  # name: (n, K, M) for A (n, K) · B (M, K)ᵀ
 }
 
 
-def best(f, repeats: int) -> float:  # noqa: ANN001
-    f()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -50,8 +40,8 @@ def main() -> None:
     with torch.no_grad():
         for name, (n, k, m) in CASES.items():
             a, b = torch.randn(1, n, k), torch.randn(1, m, k)
-            matmul = best(lambda a=a, b=b: a @ b.transpose(1, 2), args.repeats)
-            conv = best(lambda a=a, b=b: mm_nt(a, b), args.repeats)
+            matmul = _time(lambda a=a, b=b: a @ b.transpose(1, 2), args.repeats)
+            conv = _time(lambda a=a, b=b: mm_nt(a, b), args.repeats)
             gflop = 2 * n * k * m / 1e9
             rows.append({"case": name, "n": n, "K": k, "M": m, "matmul_s": matmul, "conv_s": conv})
             print(f"{name:34s} {n}x{k}x{m}: matmul {matmul * 1e3:7.1f} ms ({gflop / matmul:5.0f} GFLOP/s), "
