@@ -45,7 +45,7 @@ def blocks(b: torch.Tensor, g: Geometry, rate: int, keys: KeySubset | None = Non
     beta = bp.view(B, C, nb[0], rate, nb[1], rate).permute(0, 1, 3, 5, 2, 4)
     beta = beta.reshape(B, C * rate * rate, nb[0] * nb[1])
     used = None if keys is None else pasted_blocks(keys, g, nb, stride, b.device)
-    return (beta, nb, None) if used is None else (beta[..., used].contiguous(), nb, used)
+    return (beta, nb, None) if used is None else (beta[..., used], nb, used)
 
 
 def _shifts(rows: int, cols: int, lh: int, lw: int, stride: int) -> list[tuple]:
