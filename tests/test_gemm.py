@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import torch
+from aten_ops import AtenOps
 from hypothesis import given
 from hypothesis import strategies as st
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from deepfill_min.gemm import mm_nt
-
-
-class Ops(TorchDispatchMode):
-    """The aten ops a block runs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: set = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        self.seen.add(func.overloadpacket)
-        return func(*args, **(kwargs or {}))
 
 
 @given(st.integers(1, 3), st.integers(1, 40), st.integers(1, 40), st.integers(1, 40), st.booleans(), st.booleans(),
@@ -38,17 +26,17 @@ def test_mm_nt_is_the_matmul(batch, n, m, k, shared_b, transposed_a, seed):
 
 def test_float32_without_autograd_runs_a_convolution_and_the_rest_the_matmul():
     a, b = torch.randn(2, 30, 20), torch.randn(2, 25, 20)
-    with torch.no_grad(), Ops() as ops:
+    with torch.no_grad(), AtenOps() as ops:
         mm_nt(a, b)
-    assert torch.ops.aten.convolution in ops.seen and not {torch.ops.aten.bmm, torch.ops.aten.mm} & ops.seen
+    assert torch.ops.aten.convolution in ops.count and not {torch.ops.aten.bmm, torch.ops.aten.mm} & ops.count.keys()
     # float64 (oneDNN has no float64 convolution): the matmul itself, bit for bit
-    with torch.no_grad(), Ops() as ops:
+    with torch.no_grad(), AtenOps() as ops:
         y = mm_nt(a.double(), b.double())
-    assert torch.ops.aten.convolution not in ops.seen and torch.equal(y, a.double() @ b.double().transpose(1, 2))
+    assert torch.ops.aten.convolution not in ops.count and torch.equal(y, a.double() @ b.double().transpose(1, 2))
     # with a gradient to compute: the matmul, and its gradient
     a.requires_grad_(True)
-    with Ops() as ops:
+    with AtenOps() as ops:
         y = mm_nt(a, b)
-    assert torch.ops.aten.convolution not in ops.seen
+    assert torch.ops.aten.convolution not in ops.count
     (grad,) = torch.autograd.grad(y.sum(), a)
     torch.testing.assert_close(grad, b.sum(1, keepdim=True).expand(-1, 30, -1))

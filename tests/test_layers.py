@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from aten_ops import AtenOps
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -72,17 +73,8 @@ def test_in_place_activations_have_second_derivatives():
 
 def _penalty_grads(monkeypatch, activation) -> tuple[list[torch.Tensor], int]:  # noqa: ANN001
     """The critic weights' gradient of a gradient penalty, and how many convolution backwards computed it."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from deepfill_min.discriminator import Discriminator
     from deepfill_min.losses import gradient_penalty
-
-    class Count(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            Count.n += func is torch.ops.aten.convolution_backward.default
-            return func(*args, **(kwargs or {}))
 
     monkeypatch.setitem(ACTIVATIONS, "leaky_relu", activation)
     torch.manual_seed(0)
@@ -90,11 +82,12 @@ def _penalty_grads(monkeypatch, activation) -> tuple[list[torch.Tensor], int]:  
     real, fake = torch.randn(2, 2, 3, 32, 32, dtype=torch.float64)
     mask = (torch.rand(1, 1, 32, 32) > 0.5).double()
     gp = gradient_penalty(D.global_score, real, fake, mask, alpha=torch.tensor([0.3, 0.8]))
-    with Count():
+    with AtenOps() as ops:
         params = list(D.parameters())
         grads = torch.autograd.grad(gp, params, allow_unused=True)
     # a parameter the penalty does not depend on (a bias only moves the slopes' switch points) gets no gradient
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)], Count.n
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+    return grads, ops.count[torch.ops.aten.convolution_backward]
 
 
 def test_critic_leaky_relu_gives_the_builtin_penalty_gradient_without_the_zero_path(monkeypatch):
