@@ -1,10 +1,10 @@
 """Where the time of one ``deepfill-min inpaint`` command goes: start-up, imports, the job, and the exit.
 
 The command is run in fresh processes on a 1024² random photo with a 96×128 hole (the case of issue 14's table),
-full-size generator (cnum 32, random weights). Inside the process a timestamp is taken after the imports, at the
-start and end of the job (reading, inpainting, writing) and when `console` returns; the parent takes the last one
-when the process has ended. ``--no-freeze`` runs `main` instead of `console` (Python's final garbage collection
-walks every object left, torch's included).
+full-size generator (cnum 32, random weights): the inputs of `inpaint_large.py`'s command case. Inside the process
+a timestamp is taken after the imports, at the start and end of the job (reading, inpainting, writing) and when
+`console` returns; the parent takes the last one when the process has ended. ``--no-freeze`` runs `main` instead
+of `console` (Python's final garbage collection walks every object left, torch's included).
 
     python benchmarks/command_phases.py [--runs 5] [--no-freeze] [--json out.json]
 """
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from inpaint_large import _pair, _weights
 
 CHILD = """
 import json, sys, time
@@ -42,8 +43,8 @@ print(json.dumps(stamps), file=sys.stderr)
 """
 
 
-def one_run(folder: Path, no_freeze: bool) -> dict[str, float]:
-    argv = ["inpaint", "--checkpoint", str(folder / "w.safetensors"), "--image", str(folder / "image.png"), "--mask",
+def one_run(folder: Path, weights: Path, no_freeze: bool) -> dict[str, float]:
+    argv = ["inpaint", "--checkpoint", str(weights), "--image", str(folder / "image.png"), "--mask",
             str(folder / "mask.png"), "--out", str(folder / "out.png"), "--official"]  # fmt: skip
     code = CHILD.replace("NO_FREEZE", str(no_freeze))
     t0 = time.time()
@@ -67,22 +68,16 @@ def main() -> None:
     import torch  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
-    from deepfill_min.generator import Generator  # noqa: PLC0415
-    from deepfill_min.weights import save_generator  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        torch.manual_seed(0)
-        save_generator(Generator(32).state_dict(), {}, "bgr", folder / "w.safetensors")
-        rng = np.random.default_rng(0)
-        Image.fromarray(rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)).save(folder / "image.png")
-        mask = np.zeros((1024, 1024), np.uint8)
-        mask[464:560, 448:576] = 255
-        Image.fromarray(mask).save(folder / "mask.png")
+        weights = _weights(folder)  # the inputs of benchmarks/inpaint_large.py's command case
+        image, mask = _pair(1024, 96, 128)
+        Image.fromarray(image).save(folder / "image.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "mask.png")
         runs = []
         for _ in range(args.runs):
             time.sleep(args.pause)
-            runs.append(one_run(folder, args.no_freeze))
+            runs.append(one_run(folder, weights, args.no_freeze))
     medians = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     for key, value in medians.items():
         print(f"{key:34s} {value:6.3f} s   (runs: {' '.join(f'{r[key]:.2f}' for r in runs)})")
