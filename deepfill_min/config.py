@@ -52,6 +52,7 @@ class Config:
     cnum: int = 32
     d_cnum: int = 64
     attention: bool = True  # False: the paper's baseline without the contextual-attention branch (ablation)
+    fuse_k: int = 3  # the attention's score propagation: a fuse_k x fuse_k identity kernel (official 3)
     # losses (§6)
     coarse_l1_alpha: float = 1.2
     l1_loss_alpha: float = 1.2
@@ -110,6 +111,8 @@ class Config:
             raise ValueError(f"warmup_iters must be 0 or more, got {self.warmup_iters}")
         if self.num_workers < -1:
             raise ValueError(f"num_workers must be -1 (automatic), 0 or more, got {self.num_workers}")
+        if self.fuse_k < 1 or self.fuse_k % 2 == 0:
+            raise ValueError(f"fuse_k must be an odd number of at least 1, got {self.fuse_k}")
         if self.cnum % 2:
             raise ValueError(f"cnum must be even, got {self.cnum}")
         check_box_fits(self.image_size, self.hole_size, self.margin)

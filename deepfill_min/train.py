@@ -79,7 +79,7 @@ class Trainer:
         if self.device.type == "cuda":  # matmuls stay float32: TF32 would cost the attention's fidelity
             torch.backends.cudnn.benchmark = torch.backends.cudnn.allow_tf32 = cfg.gpu_defaults
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.G = Generator(cfg.cnum, attention=cfg.attention).to(self.device)
+        self.G = Generator(cfg.cnum, attention=cfg.attention, fuse_k=cfg.fuse_k).to(self.device)
         self.D = Discriminator(cfg.image_size, cfg.hole_size, cfg.d_cnum).to(self.device)
         if cfg.channels_last or gpu or self.device.type == "cpu":
             self.G = self.G.to(memory_format=torch.channels_last)

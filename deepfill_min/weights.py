@@ -90,6 +90,14 @@ def _architecture(tensors: dict, config: dict, path: Path) -> tuple[int, bool]:
     return cnum, attention
 
 
+def _fuse_k(config: dict, path: Path) -> int:
+    """The attention's ``fuse_k`` the file was trained with (official 3 when the config does not say)."""
+    fuse_k = config.get("fuse_k", 3)
+    if type(fuse_k) is not int or fuse_k < 1 or fuse_k % 2 == 0:
+        raise ValueError(f"checkpoint {path}: its config says fuse_k={fuse_k!r}, expected an odd integer of at least 1")
+    return fuse_k
+
+
 def check_generator_state(tensors: object, config: dict, path: Path) -> tuple[Generator, dict]:
     """A meta-device generator of the file's architecture and the file's tensors as float32, after every check."""
     if not isinstance(tensors, dict):
@@ -129,7 +137,9 @@ def generator_from_file(path: str | Path) -> tuple[dict, dict, str]:
     if color_order not in COLOR_ORDERS:
         raise ValueError(f"checkpoint {path}: color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
     G, state = check_generator_state(tensors, config, path)
-    return state, {**config, "cnum": int(state["conv1.weight"].shape[0]), "attention": G.attention}, color_order
+    config = {**config, "cnum": int(state["conv1.weight"].shape[0]), "attention": G.attention,
+              "fuse_k": _fuse_k(config, path)}  # fmt: skip
+    return state, config, color_order
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, str]:
@@ -144,7 +154,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     keep_freed_memory()
     state, config, color_order = generator_from_file(path)
     with torch.device("meta"):  # no random initialisation to throw away (28 ms at full width)
-        G = Generator(config["cnum"], attention=config["attention"])
+        G = Generator(config["cnum"], attention=config["attention"], fuse_k=config["fuse_k"])
     G.load_state_dict(state, assign=True)
     G = G.to(device).eval()
     return (G.to(memory_format=torch.channels_last) if device.type == "cpu" else G), color_order

@@ -119,6 +119,7 @@ CASES = {
     "train: negative lr": ["train", "--run-dir", "out/run", "lr=-1"],
     "train: nan lr": ["train", "--run-dir", "out/run", "lr=.nan"],
     "train: odd image size": ["train", "--run-dir", "out/run", "image_size=[30,30]"],
+    "train: even fuse_k": ["train", "--run-dir", "out/run", "fuse_k=4"],
     "train: negative hole": ["train", "--run-dir", "out/run", "hole_size=[-8,16]"],
     "train: margin too wide": ["train", "--run-dir", "out/run", "margin=[20,20]"],
     "train: unknown device": ["train", "--run-dir", "out/run", "device=banana"],

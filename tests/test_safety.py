@@ -119,19 +119,20 @@ def test_training_checkpoints_load_with_weights_only(tmp_path):
     assert state["step"] == 1 and {"opt_g", "opt_d", "config"} <= set(state)
 
 
-def _generator(cnum: int = 8, attention: bool = True, seed: int = 0) -> Generator:
+def _generator(cnum: int = 8, attention: bool = True, seed: int = 0, fuse_k: int = 3) -> Generator:
     torch.manual_seed(seed)
-    return Generator(cnum, attention=attention).eval()
+    return Generator(cnum, attention=attention, fuse_k=fuse_k).eval()
 
 
 def test_safetensors_round_trip_gives_identical_outputs(tmp_path):
-    G = _generator()
-    save_atomic({"generator": G.state_dict(), "config": {**_cfg(), "color_order": "bgr"}, "step": 3},
+    """Tensors, colour order and the attention's fuse_k (not the official 3 here) come back."""
+    G = _generator(fuse_k=5)
+    save_atomic({"generator": G.state_dict(), "config": {**_cfg(), "color_order": "bgr", "fuse_k": 5}, "step": 3},
                 tmp_path / "run" / "ckpt_00000003.pt")  # fmt: skip
     out = tmp_path / "model.safetensors"
     assert main(["export", str(tmp_path / "run"), "--out", str(out)]) == 0
     loaded, order = load_generator(out)
-    assert order == "bgr"
+    assert order == "bgr" and loaded.contextual_attention.kwargs["fuse_k"] == 5
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), loaded.state_dict().values(), strict=True))
     image = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
     mask = np.zeros((40, 48), bool)
@@ -169,6 +170,9 @@ def _safetensors_variants(tmp_path) -> dict:
                     "not floating point, e.g. conv3.weight"),
         "nan": ({**state, "conv5.bias": nan}, meta, "NaN or infinite values in 1 tensors, e.g. conv5.bias"),
         "config disagrees": (state, {**meta, "config": json.dumps({"cnum": 32})}, "config says cnum=32"),
+        "fuse_k even": (state, {**meta, "config": json.dumps({"cnum": 8, "fuse_k": 4})},
+                        "its config says fuse_k=4, expected an odd integer"),
+        "fuse_k text": (state, {**meta, "config": json.dumps({"fuse_k": "7"})}, "its config says fuse_k='7'"),
         "config not json": (state, {**meta, "config": "{cnum: 8"}, "is not valid JSON"),
         "colour order": (state, {**meta, "color_order": "grb"}, "color_order must be one of"),
         "no conv1": ({k: v for k, v in state.items() if not k.startswith("conv1.")}, meta,
