@@ -111,21 +111,26 @@ class Generator(nn.Module):
         xin = x
         ones = torch.ones_like(x[:, :1])
         # stage 1: coarse
-        h = self._run(torch.cat([xin, ones, ones * mask], 1), "conv1", "conv6")
-        mask_s = resize_nearest_ac(mask, tuple(h.shape[-2:]))  # resize_mask_like: the mask at 1/4 resolution
-        x_stage1 = self._run(h, "conv7_atrous", "conv17").clamp(-1, 1)
+        x_stage1 = self._run(torch.cat([xin, ones, ones * mask], 1), "conv1", "conv17").clamp(-1, 1)
         # stage 2: paste the coarse result into the hole; gradients flow back into stage 1
-        x = x_stage1 * mask + xin * (1 - mask)
+        x_stage2, offsets = self.refine(x_stage1 * mask + xin * (1 - mask), mask, return_offsets)
+        return GeneratorOutput(x_stage1, x_stage2, offsets)
+
+    def refine(self, x: torch.Tensor, mask: torch.Tensor,
+               return_offsets: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Stage 2 alone: (refined image, offsets) for `x` whose hole holds a coarse guess (`forward` gives it the
+        coarse stage's result; a probe may give it anything else)."""
+        ones = torch.ones_like(x[:, :1])
         xnow = torch.cat([x, ones, ones * mask], 1)
         x_hallu = self._run(xnow, "xconv1", "xconv10_atrous")
         offsets = None
         if self.attention:
             pm = self._run(xnow, "pmconv1", "pmconv6")
+            mask_s = resize_nearest_ac(mask, tuple(pm.shape[-2:]))  # resize_mask_like: the mask at 1/4 resolution
             pm, offsets = self.contextual_attention(pm, pm, mask_s, per_sample_mask=mask.shape[0] > 1,
                                                     return_offsets=return_offsets)  # fmt: skip
             x_hallu = torch.cat([x_hallu, self._run(pm, "pmconv9", "pmconv10")], 1)
-        x_stage2 = self._run(x_hallu, "allconv11", "allconv17").clamp(-1, 1)
-        return GeneratorOutput(x_stage1, x_stage2, offsets)
+        return self._run(x_hallu, "allconv11", "allconv17").clamp(-1, 1), offsets
 
 
 def check_inputs(x: torch.Tensor, mask: torch.Tensor) -> None:

@@ -24,6 +24,7 @@ def test_the_builtin_model_is_the_preset_s_generator():
     G, color_order = load_generator("builtin")
     _, config, _ = generator_from_file("builtin")
     assert (G.conv1.out_channels, G.attention, color_order, config["preset"]) == (16, True, "rgb", "builtin-128")
+    assert G.contextual_attention.kwargs["fuse_k"] == config["fuse_k"] == make_config("builtin-128").fuse_k
     assert BUILTIN_FILE.stat().st_size < 8 * 2**20  # a few MB inside the package
 
 
