@@ -17,6 +17,7 @@ from deepfill_min.config import make_config
 from deepfill_min.generator import Generator
 from deepfill_min.pipeline import PHASE_G
 from deepfill_min.train import NonFiniteLoss, Trainer
+from deepfill_min.weights import load_generator
 
 SMALL = [*small_runs.SMALL, "d_steps=2", "log_every=1", "sample_every=1000"]
 
@@ -211,3 +212,12 @@ def test_compiled_iterations_match_eager_ones_and_the_generator_has_no_graph_bre
             assert torch.allclose(torch.as_tensor(a[key]), torch.as_tensor(b[key]), rtol=1e-5, atol=1e-6), key
     for (name, p), q in zip(eager.G.named_parameters(), compiled.G.parameters(), strict=True):
         assert torch.allclose(p, q, rtol=0, atol=1e-5), name
+
+
+def test_the_attention_trains_and_loads_with_the_configured_fuse_k(tmp_path):
+    """`fuse_k` reaches the trained generator, its checkpoint, and the generator `load_generator` builds from it."""
+    trainer = Trainer(small("fuse_k=5", "num_workers=0"), tmp_path)
+    assert trainer.G.contextual_attention.kwargs["fuse_k"] == 5
+    trainer.save()
+    G, _ = load_generator(tmp_path)
+    assert G.contextual_attention.kwargs["fuse_k"] == 5
