@@ -15,7 +15,7 @@ from deepfill_min.inpaint import inpaint
 from deepfill_min.weights import load_generator, save_generator
 from reference.model import generator_forward
 
-OPTIONS = [{}, {"mask_softmax": "exact"}, {"paste_norm": "overlap"}, {"fuse": False}]
+OPTIONS = [{}, {"mask_softmax": "exact"}, {"paste_norm": "overlap"}, {"fuse": False}, {"fuse_k": 7}]
 
 
 def _holes(draw, H: int, W: int) -> np.ndarray:
@@ -52,6 +52,7 @@ def _inputs(H: int, W: int, hole: np.ndarray, seed: int, batch: int = 1):
 @given(cases())
 @example((512, 448, np.pad(np.ones((8, 12), bool), ((250, 254), (200, 236))), {}, 0))  # a small hole far inside
 @example((512, 512, np.pad(np.ones((30, 20), bool), ((482, 0), (0, 492))), {"mask_softmax": "exact"}, 1))  # corner
+@example((96, 160, np.pad(np.ones((40, 24), bool), ((0, 56), (120, 16))), {"fuse_k": 7}, 2))  # a wider fuse, top edge
 def test_hole_only_equals_full_generator_in_the_hole(case):
     H, W, hole, options, seed = case
     torch.manual_seed(seed)
