@@ -111,7 +111,7 @@ class Config:
             raise ValueError(f"warmup_iters must be 0 or more, got {self.warmup_iters}")
         if self.num_workers < -1:
             raise ValueError(f"num_workers must be -1 (automatic), 0 or more, got {self.num_workers}")
-        if self.fuse_k < 1 or self.fuse_k % 2 == 0:
+        if not is_fuse_k(self.fuse_k):
             raise ValueError(f"fuse_k must be an odd number of at least 1, got {self.fuse_k}")
         if self.cnum % 2:
             raise ValueError(f"cnum must be even, got {self.cnum}")
@@ -129,6 +129,11 @@ class Config:
             raise ValueError(f"spatial_discounting_gamma must be in (0, 1], got {self.spatial_discounting_gamma}")
         if self.device != "auto":
             parse_device(self.device)
+
+
+def is_fuse_k(value: object) -> bool:
+    """Whether `value` is a valid ``fuse_k``: an odd integer of at least 1 (the config's rule and a weights file's)."""
+    return type(value) is int and value >= 1 and value % 2 == 1
 
 
 PRESETS: dict[str, dict] = {

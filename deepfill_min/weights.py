@@ -29,7 +29,7 @@ import torch
 from . import __version__
 from .allocator import keep_freed_memory
 from .checkpoint import load_checkpoint, state_problems
-from .config import resolve_device
+from .config import is_fuse_k, resolve_device
 from .files import write_atomic
 from .generator import Generator
 from .images import one_line
@@ -93,7 +93,7 @@ def _architecture(tensors: dict, config: dict, path: Path) -> tuple[int, bool]:
 def _fuse_k(config: dict, path: Path) -> int:
     """The attention's ``fuse_k`` the file was trained with (official 3 when the config does not say)."""
     fuse_k = config.get("fuse_k", 3)
-    if type(fuse_k) is not int or fuse_k < 1 or fuse_k % 2 == 0:
+    if not is_fuse_k(fuse_k):
         raise ValueError(f"checkpoint {path}: its config says fuse_k={fuse_k!r}, expected an odd integer of at least 1")
     return fuse_k
 
