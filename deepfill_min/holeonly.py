@@ -45,7 +45,7 @@ from .generator import Generator, GeneratorOutput, check_inputs
 from .keys import raw_scores
 from .layers import GenConv, GenDeconv
 from .paste import blocks, normalised, paste
-from .tf_ops import resize_nearest_ac
+from .tf_ops import memory_format, resize_nearest_ac
 
 Window = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right)), half-open
 
@@ -60,16 +60,27 @@ def _axis_inputs(layer: GenConv, lo: int, hi: int, n_in: int) -> tuple[int, int]
     return max(lo * s - before, 0), min((hi - 1) * s - before + d * (k - 1) + 1, n_in)
 
 
-def receptive_window(layers: list[GenConv], out: Window, size: tuple[int, int]) -> Window:
-    """The window of the stack's input (of `size`) that its outputs in `out` depend on."""
+def _sizes(layers: list[GenConv], size: tuple[int, int]) -> list[tuple[int, int]]:
+    """The input size of each layer of the stack, then its output's."""
     sizes = [size]
-    for layer in layers[:-1]:
+    for layer in layers:
         h, w = sizes[-1]
         s = layer.stride[0]
         sizes.append((2 * h, 2 * w) if isinstance(layer, GenDeconv) else (-(-h // s), -(-w // s)))
-    for layer, (h, w) in zip(reversed(layers), reversed(sizes), strict=True):
-        out = (_axis_inputs(layer, *out[0], h), _axis_inputs(layer, *out[1], w))
-    return out
+    return sizes
+
+
+def needed_windows(layers: list[GenConv], out: Window, size: tuple[int, int]) -> list[Window]:
+    """The window of each layer's input that the stack's outputs in `out` depend on (first layer first), then `out`."""
+    sizes, wins = _sizes(layers, size), [out]
+    for layer, (h, w) in zip(reversed(layers), reversed(sizes[:-1]), strict=True):
+        wins.insert(0, (_axis_inputs(layer, *wins[0][0], h), _axis_inputs(layer, *wins[0][1], w)))
+    return wins
+
+
+def receptive_window(layers: list[GenConv], out: Window, size: tuple[int, int]) -> Window:
+    """The window of the stack's input (of `size`) that its outputs in `out` depend on."""
+    return needed_windows(layers, out, size)[0]
 
 
 def _aligned(win: Window, unit: int, size: tuple[int, int]) -> Window:
@@ -81,12 +92,37 @@ def _scaled(win: Window, factor: int) -> Window:
     return tuple((lo * factor, hi * factor) for lo, hi in win)
 
 
-def _union(a: Window, b: Window) -> Window:
-    return tuple((min(p[0], q[0]), max(p[1], q[1])) for p, q in zip(a, b, strict=True))
+def _area(win: Window) -> int:
+    return (win[0][1] - win[0][0]) * (win[1][1] - win[1][0])
 
 
 def _crop(x: torch.Tensor, win: Window) -> torch.Tensor:
     return x[..., win[0][0] : win[0][1], win[1][0] : win[1][1]]
+
+
+def run_window(layers: list[GenConv], x: torch.Tensor, win: Window, out: Window, size: tuple[int, int],
+               unit: int) -> torch.Tensor:  # fmt: skip
+    """The stack's outputs in `out` (grown to `unit`), from `x`, the window `win` of its input (of `size`).
+
+    `win` must hold `receptive_window(layers, out, size)`, its corners on multiples of `unit`: the image's 8 pixels
+    at the input's scale. After each layer the result is cut down to what the layers after it read (a window on the
+    same grid), so that the dilated convs and the decoder run on little more than the hole, not on the whole crop.
+    """
+    needs = needed_windows(layers, out, size)
+    sizes = _sizes(layers, size)
+    for layer, need, n_out in zip(layers, needs[1:], sizes[1:], strict=True):
+        x = layer(x)
+        if isinstance(layer, GenDeconv):
+            win, unit = _scaled(win, 2), unit * 2
+        elif layer.stride[0] == 2:
+            win, unit = tuple((lo // 2, -(-hi // 2)) for lo, hi in win), unit // 2
+        keep = _aligned(need, unit, n_out)
+        if _area(keep) < 0.75 * _area(win):  # else the copy would cost about what it saves
+            (t, b), (l, r) = keep
+            cut = x[..., t - win[0][0] : b - win[0][0], l - win[1][0] : r - win[1][0]]
+            x, win = cut.contiguous(memory_format=memory_format(x)), keep
+    (t, b), (l, r) = _aligned(out, unit, sizes[-1])
+    return x[..., t - win[0][0] : b - win[0][0], l - win[1][0] : r - win[1][0]]
 
 
 def hole_window(mask: torch.Tensor) -> Window | None:
@@ -169,12 +205,15 @@ def coarse_composite(generator: Generator, x: torch.Tensor, mask: torch.Tensor) 
     hole = hole_window(mask[0, 0] > 0)
     if hole is None:
         return x
-    c1 = _aligned(receptive_window(generator.stack("conv1", "conv17"), hole, (H, W)), 8, (H, W))
+    layers = generator.stack("conv1", "conv17")
+    c1 = _aligned(receptive_window(layers, hole, (H, W)), 8, (H, W))
     xc, mc = _crop(x, c1), _crop(mask, c1)
     ones = torch.ones_like(xc[:, :1])
-    x1 = generator._run(torch.cat([xc, ones, ones * mc], 1), "conv1", "conv17").clamp(-1, 1)
+    x1 = run_window(layers, torch.cat([xc, ones, ones * mc], 1), c1, hole, (H, W), 8).clamp(-1, 1)
+    h8 = _aligned(hole, 8, (H, W))  # the window x1 covers
     xt = x.clone()
-    _crop(xt, c1).copy_(x1 * mc + xc * (1 - mc))
+    xh, mh = _crop(x, h8), _crop(mask, h8)
+    _crop(xt, h8).copy_(x1 * mh + xh * (1 - mh))
     return xt
 
 
@@ -236,25 +275,20 @@ def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor,
         amap = attention_map(G, x, mask)
     xt = amap.xt if G.attention else coarse_composite(G, x, mask)
     xnow = torch.cat([xt, ones, ones * mask], 1)
-    # 2. the windows of stage 2: the decoder's inputs (1/4 resolution), then each branch's
+    # 2. the windows of stage 2: the decoder's input (1/4 resolution, on the grid of 8 image pixels), each branch's
     size4 = (H // 4, W // 4)
-    w11 = receptive_window(G.stack("allconv11", "allconv17"), hole, size4)
-    c2 = receptive_window(G.stack("xconv1", "xconv10_atrous"), w11, (H, W))
+    w11 = _aligned(receptive_window(G.stack("allconv11", "allconv17"), hole, size4), 2, size4)
+    xconv = G.stack("xconv1", "xconv10_atrous")
+    c2 = _aligned(receptive_window(xconv, w11, (H, W)), 8, (H, W))
+    z = run_window(xconv, _crop(xnow, c2), c2, w11, (H, W), 8)
     if G.attention:
-        wy = receptive_window(G.stack("pmconv9", "pmconv10"), w11, size4)
-        c2 = _union(c2, _scaled(wy, 4))
-    c2 = _aligned(c2, 8, (H, W))
-    z = G._run(_crop(xnow, c2), "xconv1", "xconv10_atrous")
-    if G.attention:
-        # 3. queries for the window wy only, against every key of the image
-        pm = amap.features
-        y = pm.new_zeros(*pm.shape[:2], *z.shape[-2:])  # outside wy nothing needed reads y
-        (t, b), (l, r) = wy
-        top, left = c2[0][0] // 4, c2[1][0] // 4
-        y[..., t - top : b - top, l - left : r - left] = attention_window(pm, amap.mask, wy, amap.prepared, offsets,
-                                                                          **amap.options)  # fmt: skip
-        z = torch.cat([z, G._run(y, "pmconv9", "pmconv10")], 1)
-    # 4. the decoder on the crop
+        # 3. queries for the window that pmconv9-10 read only, against every key of the image
+        pmconv = G.stack("pmconv9", "pmconv10")
+        wy = _aligned(receptive_window(pmconv, w11, size4), 2, size4)
+        y = attention_window(amap.features, amap.mask, wy, amap.prepared, offsets, **amap.options)
+        z = torch.cat([z, run_window(pmconv, y, wy, w11, size4, 2)], 1)
+    # 4. the decoder, from w11 to the hole
     x2 = x.clone()
-    _crop(x2, c2).copy_(G._run(z, "allconv11", "allconv17").clamp(-1, 1))
+    x2_hole = run_window(G.stack("allconv11", "allconv17"), z, w11, hole, size4, 2)
+    _crop(x2, _aligned(hole, 8, (H, W))).copy_(x2_hole.clamp(-1, 1))
     return GeneratorOutput(xt, x2, offsets)
