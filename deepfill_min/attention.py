@@ -42,7 +42,7 @@ from reference.geometry import Geometry, attention_geometry, check_options, chec
 from .fuse import DiagonalSum, fuse_plan, shift_sum
 from .keys import KeySubset, key_subset, raw_scores
 from .paste import blocks, normalised, paste
-from .tf_ops import pad_same, resize_nearest_ac, unfold_same
+from .tf_ops import memory_format, pad_same, patch_rows, resize_nearest_ac
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of score-sized tensors (B×q×L each) one chunk may hold
 LIVE_SCORE_COPIES = 8  # score-sized tensors alive at once per chunk: scores, fuse temporaries, logits, weights
@@ -166,8 +166,10 @@ def _shared(f, b, mask, g: Geometry, ksize: int, stride: int):
     # $1 / \max(\lVert w_l\rVert, 10^{-4})$ is applied to the scores' columns.
     # $\lVert w_l \rVert^2$ is a k×k box sum of $\sum_c b↓^2$; clamping it at 1e-8 before the sqrt is the same max
     # and keeps the gradient finite at an all-zero patch (sqrt(sum + eps) would change the forward, peers.md D3).
-    fp = unfold_same(fd, ksize, 1)
-    w = fp if b is f and stride == 1 else unfold_same(bd, ksize, stride)
+    # (channels-last features, as the model runs on the CPU, give rows laid out (k, k, C) in one copy)
+    last = memory_format(fd) == torch.channels_last
+    fp = patch_rows(fd, ksize, 1, last)
+    w = fp if b is f and stride == 1 else patch_rows(bd, ksize, stride, last)
     box = torch.ones(1, 1, ksize, ksize, dtype=bd.dtype, device=bd.device)
     sq = F.conv2d(pad_same(bd.pow(2).sum(1, keepdim=True), ksize, stride), box, stride=stride)
     inv_norm = sq.flatten(1).clamp_min(1e-8).rsqrt().unsqueeze(1)

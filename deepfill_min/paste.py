@@ -40,8 +40,9 @@ def blocks(b: torch.Tensor, g: Geometry, rate: int, keys: KeySubset | None = Non
     bp = pad_same(b, g.K, g.S)
     nb = (bp.shape[2] // rate, bp.shape[3] // rate)
     # (with a stride s ≥ 3 SAME may leave a remainder that no patch reads: crop it)
-    bp = bp[..., : nb[0] * rate, : nb[1] * rate].contiguous()
-    # stored transposed, (B, C·r·r, n): the blocks are the filters of the paste's product (`gemm.mm_nt`)
+    bp = bp[..., : nb[0] * rate, : nb[1] * rate]
+    # stored transposed, (B, C·r·r, n): the blocks are the filters of the paste's product (`gemm.mm_nt`); the
+    # reshape is the one copy, in either memory format
     beta = bp.view(B, C, nb[0], rate, nb[1], rate).permute(0, 1, 3, 5, 2, 4)
     beta = beta.reshape(B, C * rate * rate, nb[0] * nb[1])
     used = None if keys is None else pasted_blocks(keys, g, nb, stride, b.device)

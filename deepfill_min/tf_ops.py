@@ -68,9 +68,22 @@ def resize_nearest_ac(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
             return R @ x @ C.T
     rows = _indices(x.shape[-2], size[0], x.device)
     cols = _indices(x.shape[-1], size[1], x.device)
+    if memory_format(x) == torch.channels_last:  # gathered as (N, H, W, C), so the result stays channels-last
+        return x.permute(0, 2, 3, 1).index_select(1, rows).index_select(2, cols).permute(0, 3, 1, 2)
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def unfold_same(x: torch.Tensor, k: int, s: int = 1) -> torch.Tensor:
     """``tf.extract_image_patches`` (SAME) as (N, L, C*k*k): patch l = i*n_w + j, values laid out (C, k, k)."""
     return F.unfold(pad_same(x, k, s), k, stride=s).transpose(1, 2)
+
+
+def patch_rows(x: torch.Tensor, k: int, s: int = 1, channels_last: bool = False) -> torch.Tensor:
+    """The SAME patches of `x` as rows (N, L, C*k*k): ``unfold_same``'s, laid out (C, k, k); or with `channels_last`
+    laid out (k, k, C) and contiguous, gathered in one copy of C-long runs from a channels-last `x` (``F.unfold``
+    then a contiguous transpose copies the patches twice). Only rows of the same layout may be multiplied."""
+    if not channels_last:
+        return unfold_same(x, k, s)
+    n, c = x.shape[:2]
+    v = pad_same(x, k, s).permute(0, 2, 3, 1).unfold(1, k, s).unfold(2, k, s)  # (N, rows, cols, C, k, k)
+    return v.permute(0, 1, 2, 4, 5, 3).reshape(n, v.shape[1] * v.shape[2], k * k * c).contiguous()

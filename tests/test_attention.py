@@ -39,6 +39,19 @@ def test_float64_matches_reference(case):
     np.testing.assert_array_equal(off.numpy()[decisive], off_ref[decisive])
 
 
+@given(attention_cases(), st.sampled_from([torch.float64, torch.float32]))
+def test_channels_last_features_match_reference(case, dtype):
+    """The model's layout on the CPU: channels-last f and b (their patches gathered as (k, k, C) rows), same output."""
+    y_ref, _ = reference.contextual_attention(case["f"], case["b"], case["mask"], **case["kwargs"])
+    f = _t(case["f"]).to(dtype).contiguous(memory_format=torch.channels_last)
+    same = case["f"].shape == case["b"].shape and (case["f"] == case["b"]).all()
+    b = f if same else _t(case["b"]).to(dtype).contiguous(memory_format=torch.channels_last)
+    mask = None if case["mask"] is None else _t(case["mask"]).to(dtype)
+    y, _ = contextual_attention(f, b, mask, **case["kwargs"])
+    scale = max(1.0, float(np.abs(y_ref).max())) * case["kwargs"]["softmax_scale"] / 10
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=0, atol=1e-10 if dtype == torch.float64 else 1e-4 * scale)
+
+
 @given(attention_cases())
 def test_weights_match_reference(case):
     kw = {k: v for k, v in case["kwargs"].items() if k != "paste_norm"}

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from deepfill_min.tf_ops import pad_same, resize_nearest_ac, unfold_same
+from deepfill_min.tf_ops import memory_format, pad_same, patch_rows, resize_nearest_ac, unfold_same
 
 
 @given(st.integers(1, 300), st.integers(1, 7), st.integers(1, 4), st.integers(1, 16))
@@ -125,6 +125,25 @@ def test_patch_extraction_matches_explicit_slicing(h, w, k, s):
         np.testing.assert_array_equal(patches[:, idx], xpad[:, :, i * s : i * s + k, j * s : j * s + k])
     torch_patches = unfold_same(torch.from_numpy(x), k, s).numpy().reshape(patches.shape)
     np.testing.assert_array_equal(torch_patches, patches)
+
+
+@given(st.integers(2, 5), st.integers(1, 12), st.integers(1, 12), st.integers(1, 5), st.integers(1, 3))
+def test_channels_last_patch_rows_are_the_patches_laid_out_kkc(c, h, w, k, s):
+    x = np.random.default_rng(h * 13 + w).normal(size=(2, c, h, w))
+    patches = reference.extract_patches(x, k, s)  # (N, L, C, k, k)
+    rows = patch_rows(torch.from_numpy(x).contiguous(memory_format=torch.channels_last), k, s, channels_last=True)
+    assert rows.is_contiguous()
+    np.testing.assert_array_equal(rows.numpy(), patches.transpose(0, 1, 3, 4, 2).reshape(rows.shape))
+    unfolded = patch_rows(torch.from_numpy(x), k, s)  # the default layout is unfold_same's
+    np.testing.assert_array_equal(unfolded.numpy(), patches.reshape(unfolded.shape))
+
+
+@given(st.integers(2, 4), st.integers(1, 20), st.integers(1, 20), st.integers(1, 20), st.integers(1, 20))
+def test_nearest_resize_keeps_channels_last(c, h, w, h2, w2):
+    x = torch.randn(2, c, h, w)
+    last = resize_nearest_ac(x.contiguous(memory_format=torch.channels_last), (h2, w2))
+    assert torch.equal(last, resize_nearest_ac(x, (h2, w2)))
+    assert memory_format(last) == torch.channels_last or h2 * w2 == 1
 
 
 def test_bad_sizes_are_value_errors():
