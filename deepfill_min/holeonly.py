@@ -4,13 +4,16 @@ Inpainting returns the composite $x_2 \odot m + x \odot (1 - m)$: of the generat
 is used. Removing a small object from a large photo should not cost a forward pass over every pixel, and it need not:
 
 1. **Stage 1 on a crop.** $x_1$ is needed inside the hole only, so the coarse network runs on a crop around the hole
-   as wide as its receptive field.
+   as wide as its receptive field, and narrows layer by layer (`run_window`): after each layer only what the layers
+   after it read is kept, so the dilated convs see little more than the hole plus their reach and the decoder little
+   more than the hole.
 2. **The attention branch's encoder on the whole image.** $\tilde x = x_1 m + x (1 - m)$ is the input image outside
    the hole, and every position of it is a key the attention may copy from: pmconv1-6 run everywhere.
 3. **Attention for the needed queries only.** Contextual attention is evaluated for the queries whose pasted
    patches reach the window that pmconv9-10 read for the decoder, scored against all keys; the fuse's neighbouring
    queries (its *halo*, §4.5) enter through the same neighbour tables as the chunked layer.
-4. **The hallucination branch, pmconv9-10 and the decoder on a crop** around the hole.
+4. **The hallucination branch, pmconv9-10 and the decoder on crops** around the hole, narrowing the same way; the
+   decoder's output covers the hole's bounding box grown to multiples of 8 pixels.
 
 **Why a crop gives exact values.** For a layer with kernel k, stride s and dilation d, output o reads the inputs
 $[o s - p, \; o s - p + d(k-1)]$ ($p$ the TF-SAME padding before), and an upsampling conv's output reads its input
@@ -18,8 +21,9 @@ rows $\lfloor (o-1)/2 \rfloor \ldots \lfloor (o+1)/2 \rfloor$. Walking a window 
 layers (`receptive_window`) gives the window of inputs that can change it. A crop containing that window, with its
 corners on multiples of 8 pixels (so every stride-2 layer and every ×2 upsampling stays on the image's grid), computes
 every needed value from the same inputs as the full image; the crop's zero padding only differs from the image where
-nothing needed reads it, and at the true image borders it is the same TF-SAME zeros. The mask is resized for the
-attention on the whole image (align-corners nearest is not a uniform subsampling, §2.2).
+nothing needed reads it, and at the true image borders it is the same TF-SAME zeros. Narrowing keeps this: the
+window each layer keeps holds what the next one reads (`needed_windows`), on the same grid of 8 image pixels. The
+mask is resized for the attention on the whole image (align-corners nearest is not a uniform subsampling, §2.2).
 
 The result equals the full computation to float rounding (`tests/test_holeonly.py`: random sizes, holes at the
 borders, several holes, both masking modes, against the full torch path and the NumPy reference). With
@@ -257,9 +261,10 @@ def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor,
 
     `x`: (B, 3, H, W) with the hole zeroed; `mask`: (1, 1, H, W), 1 = hole. Outside the windows computed, the
     outputs hold `x`: ``x_stage1`` is $\tilde x$ (stage 1 in the hole, the input elsewhere), ``x_stage2`` is the
-    refined result on a crop around the hole. ``offsets`` is None unless `return_offsets`: then the offsets of the
-    queries computed (every cell that holds a hole pixel among them, equal to the full generator's there), 0 at the
-    others. `amap` (`attention_map` of the same x and mask) saves its work if already made.
+    refined result on the hole's bounding box grown to multiples of 8 pixels. ``offsets`` is None unless
+    `return_offsets`: then the offsets of the queries computed (every cell that holds a hole pixel among them, equal
+    to the full generator's there), 0 at the others. `amap` (`attention_map` of the same x and mask) saves its work
+    if already made.
     """
     check_inputs(x, mask)
     if mask.shape[0] != 1:

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from deepfill_min.attention import contextual_attention
 from deepfill_min.generator import Generator
-from deepfill_min.holeonly import attention_window, hole_only_forward, hole_window, receptive_window
+from deepfill_min.holeonly import (
+    _aligned,
+    attention_window,
+    hole_only_forward,
+    hole_window,
+    receptive_window,
+    run_window,
+)
 from deepfill_min.inpaint import inpaint
 from deepfill_min.weights import load_generator, save_generator
 from reference.model import generator_forward
@@ -113,6 +120,33 @@ def test_receptive_window_is_the_gradients_support(stack, scale):
         (t, b), (l, r) = receptive_window(layers, ((py, py + 1), (px, px + 1)), (H, W))
         assert t <= rows.min() and rows.max() < b and l <= cols.min() and cols.max() < r  # it contains the support
         assert (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1) == (t, b, l, r)  # tight
+
+
+STACKS = [(("conv1", "conv17"), 1), (("xconv1", "xconv10_atrous"), 1), (("allconv11", "allconv17"), 4),
+          (("pmconv9", "pmconv10"), 4)]  # fmt: skip
+
+
+@given(st.sampled_from(STACKS), st.integers(2, 40), st.integers(2, 40), st.data())
+def test_run_window_equals_the_whole_stack_on_the_window(stack_scale, h8, w8, data):
+    """Any output window of any stack: narrowing after every layer changes none of the outputs asked for."""
+    (first, last), scale = stack_scale
+    torch.manual_seed(h8 * 41 + w8)
+    G = Generator(2).double()
+    layers = G.stack(first, last)
+    H, W = 8 * h8 // scale, 8 * w8 // scale  # the input's size at its scale (the image's: 8 h8 × 8 w8)
+    x = torch.randn(1, layers[0].in_channels, H, W, dtype=torch.float64)
+    full = G._run(x, first, last)
+    oh, ow = full.shape[-2:]
+    y0, x0 = data.draw(st.integers(0, oh - 1)), data.draw(st.integers(0, ow - 1))
+    out = ((y0, data.draw(st.integers(y0 + 1, oh))), (x0, data.draw(st.integers(x0 + 1, ow))))
+    unit = 8 // scale
+    win = _aligned(receptive_window(layers, out, (H, W)), unit, (H, W))
+    part = run_window(layers, x[..., win[0][0] : win[0][1], win[1][0] : win[1][1]], win, out, (H, W), unit)
+    (t, b), (l, r) = _aligned(out, unit * oh // H, (oh, ow))  # the window the result covers; `out` is exact
+    assert part.shape[-2:] == (b - t, r - l)
+    (y0, y1), (x0, x1) = out
+    asked = part[..., y0 - t : y1 - t, x0 - l : x1 - l]
+    torch.testing.assert_close(asked, full[..., y0:y1, x0:x1], rtol=0, atol=1e-12)
 
 
 def test_hole_window_and_an_empty_mask():
