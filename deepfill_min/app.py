@@ -159,11 +159,11 @@ class AppServer(ThreadingHTTPServer):
     request answered a moment ago). Left alone, it is a daemon thread alive at interpreter exit, and the process
     then aborted now and then at Ctrl-C (``terminate called without an active exception``). So `server_close` shuts
     down the open connections' sockets (a thread waiting for a request returns at once) and waits for their threads,
-    up to `CLOSE_WAIT` seconds for one still computing a fill.
+    up to `CLOSE_WAIT` seconds in all (a fill still computing then ends with the process, as before).
     """
 
     daemon_threads = True
-    CLOSE_WAIT = 30.0
+    CLOSE_WAIT = 5.0
 
     def __init__(self, explorer: Explorer, host: str = "127.0.0.1", port: int = 8080, model_name: str = "") -> None:
         super().__init__((host, port), Handler)
