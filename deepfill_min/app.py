@@ -22,8 +22,12 @@ server, which keeps serving.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sys
+import threading
+import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -149,11 +153,43 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class AppServer(ThreadingHTTPServer):
+    """The app's server: one thread per connection, each kept with its socket so that closing can end it.
+
+    A connection's thread may still be running when the server closes (a browser's idle keep-alive connection, or a
+    request answered a moment ago). Left alone, it is a daemon thread alive at interpreter exit, and the process
+    then aborted now and then at Ctrl-C (``terminate called without an active exception``). So `server_close` shuts
+    down the open connections' sockets (a thread waiting for a request returns at once) and waits for their threads,
+    up to `CLOSE_WAIT` seconds in all (a fill still computing then ends with the process, as before).
+    """
+
     daemon_threads = True
+    CLOSE_WAIT = 5.0
 
     def __init__(self, explorer: Explorer, host: str = "127.0.0.1", port: int = 8080, model_name: str = "") -> None:
         super().__init__((host, port), Handler)
         self.explorer, self.model_name = explorer, model_name
+        self._connections: list[tuple[threading.Thread, socket.socket]] = []
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        """Serve the connection on a new thread, as ``ThreadingMixIn`` does, and keep both until they are done."""
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
+        with self._connections_lock:
+            self._connections = [(t, r) for t, r in self._connections if t.is_alive()]
+            self._connections.append((thread, request))
+        thread.start()
+
+    def server_close(self) -> None:
+        """Stop listening, end the open connections and wait for their threads (class docstring)."""
+        super().server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for _, request in connections:
+            with contextlib.suppress(OSError):  # already closed by its thread
+                request.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + self.CLOSE_WAIT
+        for thread, _ in connections:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def url(self) -> str:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -261,6 +262,29 @@ def test_concurrent_fills_keep_their_own_results(server):
     for image, result in zip(images, results, strict=True):
         assert np.array_equal(result[~mask], image[~mask])
         assert np.array_equal(result, inpaint(image, mask, server.explorer.generator).image)
+
+
+def test_closing_ends_open_connections_and_their_threads(explorer):
+    """A connection left open (a browser's idle keep-alive, a request still arriving) does not outlive the server:
+    a thread alive at interpreter exit made the process abort now and then at Ctrl-C."""
+    before = set(threading.enumerate())
+    srv = AppServer(explorer, port=0)
+    serving = threading.Thread(target=srv.serve_forever, daemon=True)
+    serving.start()
+    idle = socket.create_connection(srv.server_address[:2])
+    idle.sendall(b"GET /api/info HTTP/1.1\r\n")  # the headers never end: its thread waits (60 s timeout)
+    deadline = time.monotonic() + 30
+    while len(set(threading.enumerate()) - before) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handlers = set(threading.enumerate()) - before - {serving}
+    assert len(handlers) == 1
+    srv.shutdown()
+    start = time.monotonic()
+    srv.server_close()
+    assert time.monotonic() - start < 10 and not any(t.is_alive() for t in handlers)
+    idle.settimeout(10)
+    assert idle.recv(1) == b""  # closed by the server
+    idle.close()
 
 
 def test_the_app_command_serves_until_interrupted():
