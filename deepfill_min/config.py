@@ -70,6 +70,8 @@ class Config:
     beta2: float = 0.9
     d_steps: int = 5
     max_iters: int = 1_000_000
+    lr_decay_iters: int = 0  # the last N iterations: cosine decay of both learning rates to 0 (not official)
+    ema_decay: float = 0.0  # > 0: samples, report and export use an EMA of the generator's weights (not official)
     # logging and checkpoints
     log_every: int = 10
     sample_every: int = 1000
@@ -109,6 +111,11 @@ class Config:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.warmup_iters < 0:
             raise ValueError(f"warmup_iters must be 0 or more, got {self.warmup_iters}")
+        if not 0 <= self.lr_decay_iters <= self.max_iters:
+            raise ValueError(f"lr_decay_iters must be between 0 and max_iters ({self.max_iters}), "
+                             f"got {self.lr_decay_iters}")  # fmt: skip
+        if not (math.isfinite(self.ema_decay) and 0 <= self.ema_decay < 1):
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no average), got {self.ema_decay}")
         if self.num_workers < -1:
             raise ValueError(f"num_workers must be -1 (automatic), 0 or more, got {self.num_workers}")
         if not is_fuse_k(self.fuse_k):

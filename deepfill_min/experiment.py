@@ -63,18 +63,18 @@ def train_and_evaluate(cfg: Config, run_dir: str | Path, resume: bool = False) -
     if trainer.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        report.setdefault("initial", hole_l1(trainer.G, images, mask))
+        report.setdefault("initial", hole_l1(trainer.G_eval, images, mask))
     few = images[:6]
 
     def on_sample(t: Trainer) -> None:
-        save_samples(t.G, few, mask, run_dir / "samples" / f"step_{t.step:08d}.png", f"step {t.step}")
+        save_samples(t.G_eval, few, mask, run_dir / "samples" / f"step_{t.step:08d}.png", f"step {t.step}")
 
     trainer.train(on_sample=on_sample)
     if trainer.rank == 0:
-        report["final"] = hole_l1(trainer.G, images, mask)
+        report["final"] = hole_l1(trainer.G_eval, images, mask)
         report["step"] = trainer.step
         report_path.write_text(json.dumps(report, indent=2))
-        save_samples(trainer.G, few, mask, run_dir / "holdout.png",
+        save_samples(trainer.G_eval, few, mask, run_dir / "holdout.png",
                      f"held-out images after {trainer.step} steps (preset {cfg.preset})")  # fmt: skip
     return report
 

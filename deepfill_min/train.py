@@ -47,6 +47,7 @@ from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, stat
 from .config import Config, to_dict
 from .data import BuiltinImages, ImageFiles
 from .discriminator import Discriminator
+from .ema import WeightAverage, learning_rate
 from .generator import Generator
 from .images import one_line
 from .losses import ae_loss, gradient_penalty, l1_loss, wgan_loss
@@ -88,6 +89,7 @@ class Trainer:
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)  # fused: no host read of the step count
         self.opt_g = torch.optim.Adam(self.G.parameters(), **adam)
         self.opt_d = torch.optim.Adam(self.D.parameters(), **adam)
+        self.ema = WeightAverage(self.G, cfg.ema_decay) if cfg.ema_decay else None
         self.G_train = self.G_nograd = self.G
         if self.world.size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -106,15 +108,26 @@ class Trainer:
         self.step = 0
         self._stop = False
 
+    @property
+    def G_eval(self) -> Generator:
+        """The generator a run's samples, report and export use: the weight average if ``ema_decay``, else G."""
+        return self.ema.averaged if self.ema else self.G
+
     # --- state ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": self.step,
-                "config": to_dict(self.cfg), "version": __version__}  # fmt: skip
+        state = {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": self.step,
+                 "config": to_dict(self.cfg), "version": __version__}  # fmt: skip
+        if self.ema:
+            state["generator_ema"] = self.ema.averaged.state_dict()
+        return state
 
     def load_state_dict(self, state: dict, source: str | Path = "the checkpoint") -> None:
         """Restore a `state_dict`; a state that does not fit this run is a one-line ValueError naming `source`."""
-        for key, module in (("generator", self.G), ("discriminator", self.D)):
+        modules = [("generator", self.G), ("discriminator", self.D)]
+        if self.ema:
+            modules.append(("generator_ema", self.ema.averaged))
+        for key, module in modules:
             problems = state_problems(module.state_dict(), state.get(key))
             if problems:
                 raise ValueError(f"{source} cannot resume this run: its {key} does not fit the run's config "
@@ -123,8 +136,8 @@ class Trainer:
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"{source} cannot resume this run: its step is {step!r}")
         try:
-            self.G.load_state_dict(state["generator"])
-            self.D.load_state_dict(state["discriminator"])
+            for key, module in modules:
+                module.load_state_dict(state[key])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
         except (KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError) as err:
@@ -208,6 +221,8 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        if self.ema:
+            self.ema.update()
         return {"g_loss": g_loss, "l1": l1, "ae": ae, "g_adv_local": g_adv_local, "g_adv_global": g_adv_global}
 
     @property
@@ -218,6 +233,10 @@ class Trainer:
     def iteration(self) -> dict:
         """5 critic updates (none when pretraining the coarse network or warming up), then one generator update."""
         stats: dict[str, torch.Tensor] = {}
+        if self.cfg.lr_decay_iters:
+            lr = learning_rate(self.cfg.lr, self.step, self.cfg.max_iters, self.cfg.lr_decay_iters)
+            for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
+                group["lr"] = lr
         for phase in self.stream.sampler.phases_at(self.step)[:-1]:
             stats.update(self.d_step(phase))
         stats.update(self.g_step())

@@ -71,7 +71,8 @@ def _declared(path: Path) -> tuple[dict, dict, str]:
         raise ValueError(f"checkpoint {path} is not a safetensors file (no JSON header)")
     state = load_checkpoint(path)
     config = state["config"]
-    return state["generator"], config, state.get("color_order", config.get("color_order", "rgb"))
+    tensors = state.get("generator_ema", state["generator"])  # a run with ema_decay: its weight average
+    return tensors, config, state.get("color_order", config.get("color_order", "rgb"))
 
 
 def _architecture(tensors: dict, config: dict, path: Path) -> tuple[int, bool]:

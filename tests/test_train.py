@@ -14,6 +14,7 @@ import torch
 
 from deepfill_min.checkpoint import list_checkpoints, load_checkpoint
 from deepfill_min.config import make_config
+from deepfill_min.ema import learning_rate
 from deepfill_min.generator import Generator
 from deepfill_min.pipeline import PHASE_G
 from deepfill_min.train import NonFiniteLoss, Trainer
@@ -27,8 +28,9 @@ def small(*overrides: str):
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
-    for key in ("generator", "discriminator"):
-        for name, tensor in a[key].items():
+    assert ("generator_ema" in a) == ("generator_ema" in b)
+    for key in ("generator", "discriminator", "generator_ema"):
+        for name, tensor in a.get(key, {}).items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs"
     for key in ("opt_g", "opt_d"):
         for pid, slots in a[key]["state"].items():
@@ -50,6 +52,52 @@ def test_resume_equals_a_straight_run_bit_for_bit(tmp_path, workers):
     _assert_same_state(straight.state_dict(), resumed.state_dict())
     log_a = (tmp_path / "a" / "log.csv").read_text()
     assert log_a == (tmp_path / "b" / "log.csv").read_text() and len(log_a.splitlines()) == 5
+
+
+def test_a_resumed_run_with_the_weight_average_and_the_decay_equals_a_run_straight_through(tmp_path):
+    end = ["ema_decay=0.5", "lr_decay_iters=3", "num_workers=0"]
+    straight = Trainer(small("max_iters=4", "checkpoint_every=4", *end), tmp_path / "a")
+    straight.train()
+    stopped = Trainer(small("max_iters=4", "checkpoint_every=4", *end), tmp_path / "b")
+    stopped.iteration(), stopped.iteration(), stopped.save()  # as a Ctrl-C after two iterations
+    resumed = Trainer(small("max_iters=4", "checkpoint_every=4", *end), tmp_path / "b")
+    resumed.resume()
+    assert resumed.step == 2
+    resumed.train()
+    _assert_same_state(straight.state_dict(), resumed.state_dict())
+    assert not torch.equal(straight.G.conv1.weight, straight.G_eval.conv1.weight)
+
+
+def test_the_learning_rate_is_constant_then_falls_along_a_cosine_to_zero():
+    rates = [learning_rate(1e-4, t, 10, 4) for t in range(10)]
+    assert rates[:7] == [1e-4] * 7
+    assert all(a > b for a, b in zip(rates[6:], rates[7:], strict=False)) and 0 < rates[-1] < 0.15e-4
+    assert rates[8] == pytest.approx(0.5e-4)  # half way through the decay
+    assert [learning_rate(1e-4, t, 10, 0) for t in range(10)] == [1e-4] * 10
+
+
+def test_both_optimisers_take_the_scheduled_rate(tmp_path):
+    trainer = Trainer(small("max_iters=3", "lr_decay_iters=2", "num_workers=0"), tmp_path)
+    for step in range(3):
+        trainer.iteration()
+        expected = learning_rate(trainer.cfg.lr, step, 3, 2)
+        assert [g["lr"] for g in (*trainer.opt_g.param_groups, *trainer.opt_d.param_groups)] == [expected] * 2
+
+
+def test_the_weight_average_follows_its_recurrence_and_is_what_loads(tmp_path):
+    """θ̄_0 = θ_0 and θ̄_t = β θ̄_{t-1} + (1 - β) θ_t after each generator update; the checkpoint loads as θ̄."""
+    trainer = Trainer(small("max_iters=3", "warmup_iters=1", "ema_decay=0.75", "num_workers=0"), tmp_path)
+    expected = {k: v.clone().double() for k, v in trainer.G.named_parameters()}
+    for _ in range(3):
+        trainer.iteration()
+        for name, p in trainer.G.named_parameters():
+            expected[name] = 0.75 * expected[name] + 0.25 * p.detach().double()
+    for name, p in trainer.G_eval.named_parameters():
+        assert torch.allclose(p.double(), expected[name], rtol=0, atol=1e-6), name
+    trainer.save()
+    G, _ = load_generator(tmp_path)
+    assert all(torch.equal(p, q) for p, q in zip(G.parameters(), trainer.G_eval.parameters(), strict=True))
+    assert not torch.equal(G.conv1.weight, trainer.G.conv1.weight)
 
 
 def test_checkpoints_hold_everything_and_only_the_last_k_stay(tmp_path):
