@@ -281,8 +281,8 @@ def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor,
     xt = amap.xt if G.attention else coarse_composite(G, x, mask)
     xnow = torch.cat([xt, ones, ones * mask], 1)
     # 2. the windows of stage 2: the decoder's input (1/4 resolution, on the grid of 8 image pixels), each branch's
-    size4 = (H // 4, W // 4)
-    w11 = _aligned(receptive_window(G.stack("allconv11", "allconv17"), hole, size4), 2, size4)
+    size4, decoder = (H // 4, W // 4), G.stack("allconv11", "allconv17")
+    w11 = _aligned(receptive_window(decoder, hole, size4), 2, size4)
     xconv = G.stack("xconv1", "xconv10_atrous")
     c2 = _aligned(receptive_window(xconv, w11, (H, W)), 8, (H, W))
     z = run_window(xconv, _crop(xnow, c2), c2, w11, (H, W), 8)
@@ -294,6 +294,6 @@ def hole_only_forward(generator: Generator, x: torch.Tensor, mask: torch.Tensor,
         z = torch.cat([z, run_window(pmconv, y, wy, w11, size4, 2)], 1)
     # 4. the decoder, from w11 to the hole
     x2 = x.clone()
-    x2_hole = run_window(G.stack("allconv11", "allconv17"), z, w11, hole, size4, 2)
+    x2_hole = run_window(decoder, z, w11, hole, size4, 2)
     _crop(x2, _aligned(hole, 8, (H, W))).copy_(x2_hole.clamp(-1, 1))
     return GeneratorOutput(xt, x2, offsets)
