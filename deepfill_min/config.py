@@ -70,7 +70,7 @@ class Config:
     beta2: float = 0.9
     d_steps: int = 5
     max_iters: int = 1_000_000
-    lr_decay_iters: int = 0  # the last N iterations: cosine decay of both learning rates to 0 (not official)
+    lr_decay_iters: int = 0  # the last N iterations: both learning rates fall along a cosine toward 0 (not official)
     ema_decay: float = 0.0  # > 0: samples, report and export use an EMA of the generator's weights (not official)
     # logging and checkpoints
     log_every: int = 10

@@ -10,8 +10,9 @@ $t$ (0-based) uses
 
 $$\eta_t = \eta \cdot \tfrac12\bigl(1 + \cos(\pi \, \tfrac{t - (T - N)}{N})\bigr) \quad \text{for } t \ge T - N,$$
 
-and $\eta$ before; both optimisers (generator and critics) follow it. It is a function of the step alone, so a
-resumed run gets the same rates as a run straight through.
+and $\eta$ before; both optimisers (generator and critics) follow it. It is a function of the step and $T$, so a
+resumed run gets the same rates as a run straight through; a run resumed with a larger ``max_iters`` moves the
+window (one stopped inside its decay goes back up to $\eta$, then decays toward the new end).
 
 **Exponential moving average** (EMA) of the generator's parameters, updated after every generator update with the
 decay $\beta$ = ``ema_decay``:
@@ -42,7 +43,8 @@ def learning_rate(lr: float, step: int, max_iters: int, decay_iters: int) -> flo
 
 
 class WeightAverage:
-    """An exponential moving average of a generator's parameters, kept in a second generator (`averaged`)."""
+    """An exponential moving average of a generator's parameters, kept in a second generator (`averaged`). The
+    generator has no buffers (no normalisation layers), so its parameters are all of its state."""
 
     def __init__(self, G: Generator, decay: float) -> None:
         self.decay = decay

@@ -6,6 +6,10 @@ crops) and the global critic (whole images), adds the hole-masked gradient penal
 generator update adds the discounted L1, the auto-encoder loss and $0.001\times$ the adversarial loss and steps the
 generator's Adam (lr 1e-4, betas (0.5, 0.9)). ``pretrain_coarse`` trains stage 1 alone with L1 terms.
 
+**The end of training** (`deepfill_min.ema`; not official, off unless asked for): ``lr_decay_iters`` lowers both
+learning rates along a cosine over the last iterations, ``ema_decay`` keeps an exponential moving average of the
+generator's weights, which the checkpoint stores beside the trained ones and which samples, reports and exports use.
+
 **Input.** Batches come from `deepfill_min.pipeline`: built in ``num_workers`` DataLoader workers from counters
 (seed, rank, step, phase, sample), shipped as uint8 and normalised on the device. A run stopped and resumed (with
 any number of workers) equals a run straight through, bit for bit on the CPU: the checkpoint holds the models, the
@@ -127,6 +131,10 @@ class Trainer:
         modules = [("generator", self.G), ("discriminator", self.D)]
         if self.ema:
             modules.append(("generator_ema", self.ema.averaged))
+        if ("generator_ema" in state) != bool(self.ema):
+            held = "holds a weight average" if "generator_ema" in state else "holds no weight average"
+            raise ValueError(f"{source} cannot resume this run: it {held} and the run has ema_decay="
+                             f"{self.cfg.ema_decay} (resume with the ema_decay it was written with)")  # fmt: skip
         for key, module in modules:
             problems = state_problems(module.state_dict(), state.get(key))
             if problems:
@@ -233,10 +241,9 @@ class Trainer:
     def iteration(self) -> dict:
         """5 critic updates (none when pretraining the coarse network or warming up), then one generator update."""
         stats: dict[str, torch.Tensor] = {}
-        if self.cfg.lr_decay_iters:
-            lr = learning_rate(self.cfg.lr, self.step, self.cfg.max_iters, self.cfg.lr_decay_iters)
-            for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
-                group["lr"] = lr
+        lr = learning_rate(self.cfg.lr, self.step, self.cfg.max_iters, self.cfg.lr_decay_iters)
+        for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):  # not a resumed optimiser's old rate
+            group["lr"] = lr
         for phase in self.stream.sampler.phases_at(self.step)[:-1]:
             stats.update(self.d_step(phase))
         stats.update(self.g_step())

@@ -8,10 +8,12 @@ import pytest
 import small_runs
 import torch
 
+from deepfill_min.checkpoint import load_checkpoint
 from deepfill_min.config import make_config
-from deepfill_min.experiment import config_from_run, train_and_evaluate
+from deepfill_min.experiment import config_from_run, holdout_images, train_and_evaluate
 from deepfill_min.generator import Generator
 from deepfill_min.holdout import centre_mask, hole_l1, mean_fill
+from deepfill_min.weights import load_generator
 
 SMALL = [*small_runs.SMALL, "d_steps=1", "max_iters=2", "sample_every=1", "checkpoint_every=2"]
 
@@ -41,3 +43,14 @@ def test_a_short_run_writes_its_report_figures_and_log(tmp_path):
     cfg = config_from_run(tmp_path, ["max_iters=3"])
     assert cfg.max_iters == 3 and cfg.cnum == 8
     assert train_and_evaluate(cfg, tmp_path, resume=True)["step"] == 3
+
+
+def test_a_run_with_the_weight_average_reports_the_average(tmp_path):
+    """The held-out report of an ``ema_decay`` run is the average's (what its export gives), not the last weights'."""
+    cfg = make_config("tiny", overrides=[*SMALL, "ema_decay=0.5"])
+    report = train_and_evaluate(cfg, tmp_path)
+    images, mask = holdout_images(cfg), centre_mask(cfg.image_size, cfg.hole_size)
+    assert report["final"]["model"] == hole_l1(load_generator(tmp_path)[0], images, mask)["model"]
+    trained = Generator(cfg.cnum)
+    trained.load_state_dict(load_checkpoint(tmp_path)["generator"])
+    assert report["final"]["model"] != hole_l1(trained, images, mask)["model"]

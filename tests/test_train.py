@@ -68,6 +68,34 @@ def test_a_resumed_run_with_the_weight_average_and_the_decay_equals_a_run_straig
     assert not torch.equal(straight.G.conv1.weight, straight.G_eval.conv1.weight)
 
 
+def test_the_weight_average_leaves_the_training_itself_unchanged(tmp_path):
+    plain = Trainer(small("max_iters=2", "num_workers=0"), tmp_path / "a")
+    averaged = Trainer(small("max_iters=2", "ema_decay=0.5", "num_workers=0"), tmp_path / "b")
+    plain.train(), averaged.train()
+    state = averaged.state_dict()
+    assert "generator_ema" in state
+    state.pop("generator_ema")
+    _assert_same_state(plain.state_dict(), state)
+
+
+def test_a_checkpoint_resumes_only_with_the_weight_average_it_was_written_with(tmp_path):
+    Trainer(small("max_iters=1", "num_workers=0"), tmp_path / "plain").train()
+    Trainer(small("max_iters=1", "ema_decay=0.5", "num_workers=0"), tmp_path / "ema").train()
+    with pytest.raises(ValueError, match=r"ckpt_00000001.pt cannot resume this run: it holds no weight average"):
+        Trainer(small("max_iters=2", "ema_decay=0.5"), tmp_path / "plain").resume()
+    with pytest.raises(ValueError, match=r"it holds a weight average and the run has ema_decay=0.0"):
+        Trainer(small("max_iters=2"), tmp_path / "ema").resume()
+
+
+def test_a_resumed_run_takes_the_configured_rate_not_the_checkpoint_s(tmp_path):
+    Trainer(small("max_iters=2", "lr_decay_iters=2", "num_workers=0"), tmp_path).train()
+    resumed = Trainer(small("max_iters=3", "num_workers=0"), tmp_path)
+    resumed.resume()
+    assert resumed.opt_g.param_groups[0]["lr"] < resumed.cfg.lr  # the decayed rate the checkpoint holds
+    resumed.iteration()
+    assert [g["lr"] for g in (*resumed.opt_g.param_groups, *resumed.opt_d.param_groups)] == [resumed.cfg.lr] * 2
+
+
 def test_the_learning_rate_is_constant_then_falls_along_a_cosine_to_zero():
     rates = [learning_rate(1e-4, t, 10, 4) for t in range(10)]
     assert rates[:7] == [1e-4] * 7
